@@ -1,0 +1,5 @@
+import sys
+
+from fraudscreen.cli import main
+
+sys.exit(main())

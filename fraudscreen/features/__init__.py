@@ -1,0 +1,1 @@
+"""Feature definitions (the one source of truth), a batch path and an online path."""

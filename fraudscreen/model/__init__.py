@@ -1,0 +1,1 @@
+"""The model: bundle format, training, evaluation, compilation and the native predictor."""

@@ -1,0 +1,304 @@
+"""The model bundle: a directory an analyst produces and a gateway trusts only after checks.
+
+    model.txt      LightGBM model text
+    golden.json    rows (missing = null) with LightGBM's scores, for compile parity
+    manifest.json  format version, model version, feature names in order, thresholds,
+                   training summary, metrics, bin schema (if any), sha256 of every file
+    manifest.sig   Ed25519 signature of manifest.json (signed releases only)
+
+Loading re-hashes every file and refuses anything that does not match the code that will
+feed it: a different feature list, or a model LightGBM would read differently from
+Treelite (`zero_as_missing`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fraudscreen.features.definitions import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+
+BUNDLE_FORMAT_VERSION = 1
+MODEL_FILE = "model.txt"
+GOLDEN_FILE = "golden.json"
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
+
+_MISSING_TYPE_ZERO = 1  # LightGBM decision_type bits 2-3: 0 none, 1 zero, 2 NaN
+
+
+class BundleError(ValueError):
+    """A bundle that must not be served; the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Score cut-offs: score >= decline -> DECLINE, >= review -> REVIEW, else APPROVE."""
+
+    review: float
+    decline: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.review <= self.decline <= 1.0):
+            raise BundleError(
+                f"thresholds must satisfy 0 <= review <= decline <= 1, got "
+                f"review={self.review}, decline={self.decline}"
+            )
+
+
+@dataclass(frozen=True)
+class GoldenRows:
+    """Rows with the score LightGBM gave them when the bundle was made."""
+
+    rows: list[list[float]]
+    scores: list[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [[None if math.isnan(v) else v for v in row] for row in self.rows],
+            "scores": self.scores,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GoldenRows:
+        rows = [[math.nan if v is None else float(v) for v in row] for row in data["rows"]]
+        scores = [float(s) for s in data["scores"]]
+        if len(rows) != len(scores) or not rows:
+            raise BundleError(f"{GOLDEN_FILE} needs as many scores as rows, and at least one")
+        return cls(rows, scores)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_version: str
+    features: tuple[str, ...]
+    thresholds: Thresholds
+    files: dict[str, str]
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    bin_schema: dict[str, Any] | None = None
+    created_at: str = ""
+    format_version: int = BUNDLE_FORMAT_VERSION
+    feature_schema_version: int = FEATURE_SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "model_version": self.model_version,
+            "feature_schema_version": self.feature_schema_version,
+            "features": list(self.features),
+            "thresholds": {"review": self.thresholds.review, "decline": self.thresholds.decline},
+            "training": self.training,
+            "metrics": self.metrics,
+            "bin_schema": self.bin_schema,
+            "created_at": self.created_at,
+            "files": dict(sorted(self.files.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Manifest:
+        try:
+            return cls(
+                format_version=int(data["format_version"]),
+                model_version=str(data["model_version"]),
+                feature_schema_version=int(data["feature_schema_version"]),
+                features=tuple(str(f) for f in data["features"]),
+                thresholds=Thresholds(
+                    float(data["thresholds"]["review"]), float(data["thresholds"]["decline"])
+                ),
+                training=dict(data.get("training") or {}),
+                metrics=dict(data.get("metrics") or {}),
+                bin_schema=data.get("bin_schema"),
+                created_at=str(data.get("created_at", "")),
+                files={str(k): str(v) for k, v in data["files"].items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(
+                f"{MANIFEST_FILE} is malformed ({exc!r}); rebuild the bundle"
+            ) from exc
+
+    def encode(self) -> bytes:
+        """The exact bytes that are hashed and signed."""
+        return (json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle on disk."""
+
+    path: Path
+    manifest: Manifest
+    model_text: str
+    golden: GoldenRows
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.model_version
+
+    @property
+    def model_sha256(self) -> str:
+        return self.manifest.files[MODEL_FILE]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_bundle(path: Path, *, expected_features: Sequence[str] | None = None) -> Bundle:
+    """Read a bundle and check hashes, feature list and model compatibility.
+
+    `expected_features` defaults to the code's own feature list; a bundle with a bin
+    schema is checked against the same list (its transform maps those features to codes).
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"{path} is not a model bundle: {MANIFEST_FILE} is missing")
+    try:
+        manifest = Manifest.from_json(json.loads(manifest_path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); rebuild the bundle") from exc
+    if manifest.format_version != BUNDLE_FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format {manifest.format_version} is not supported "
+            f"(this gateway reads format {BUNDLE_FORMAT_VERSION}); upgrade fraudscreen"
+        )
+    _verify_hashes(path, manifest)
+    expected = tuple(expected_features if expected_features is not None else FEATURE_NAMES)
+    if manifest.features != expected:
+        raise BundleError(
+            f"{path}: the model was trained on features {_diff(manifest.features, expected)}; "
+            "retrain it with this version of fraudscreen"
+        )
+    model_text = (path / MODEL_FILE).read_text()
+    check_model_text(model_text, len(expected), where=str(path / MODEL_FILE))
+    golden = GoldenRows.from_json(json.loads((path / GOLDEN_FILE).read_text()))
+    if any(len(row) != len(expected) for row in golden.rows):
+        raise BundleError(f"{path}: golden rows do not have {len(expected)} values each")
+    return Bundle(path=path, manifest=manifest, model_text=model_text, golden=golden)
+
+
+def check_model_text(model_text: str, num_features: int, *, where: str) -> None:
+    """Refuse model text that the compiled path would score differently or wrongly."""
+    header = re.search(r"^max_feature_idx=(\d+)$", model_text, re.MULTILINE)
+    if header is None or not model_text.startswith("tree"):
+        raise BundleError(f"{where} is not a LightGBM model text file")
+    if int(header.group(1)) + 1 != num_features:
+        raise BundleError(
+            f"{where} expects {int(header.group(1)) + 1} features, the manifest lists "
+            f"{num_features}; the bundle is inconsistent, rebuild it"
+        )
+    objective = re.search(r"^objective=(\S+)", model_text, re.MULTILINE)
+    if objective is None or objective.group(1) != "binary":
+        raise BundleError(f"{where} is not a binary classifier (objective=binary required)")
+    if re.search(r"^\[zero_as_missing: (1|true)\]$", model_text, re.MULTILINE):
+        raise BundleError(_ZERO_AS_MISSING.format(where=where))
+    for line in re.findall(r"^decision_type=(.*)$", model_text, re.MULTILINE):
+        if any((int(v) >> 2) & 3 == _MISSING_TYPE_ZERO for v in line.split()):
+            raise BundleError(_ZERO_AS_MISSING.format(where=where))
+
+
+_ZERO_AS_MISSING = (
+    "{where} was trained with zero_as_missing=true, which the compiled predictor does not "
+    "reproduce; retrain with zero_as_missing=false"
+)
+
+
+def write_bundle(
+    path: Path,
+    *,
+    model_text: str,
+    golden: GoldenRows,
+    model_version: str,
+    thresholds: Thresholds,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    created_at: str,
+    bin_schema: dict[str, Any] | None = None,
+    features: Sequence[str] = FEATURE_NAMES,
+) -> Manifest:
+    """Write a bundle directory (replacing its files); the manifest hashes what was written."""
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path / MODEL_FILE, model_text.encode())
+    _atomic_write(path / GOLDEN_FILE, (json.dumps(golden.to_json()) + "\n").encode())
+    signature = path / SIGNATURE_FILE
+    if signature.exists():
+        signature.unlink()  # a signature over the old manifest would be a lie
+    manifest = Manifest(
+        model_version=model_version,
+        features=tuple(features),
+        thresholds=thresholds,
+        files={name: sha256_file(path / name) for name in (MODEL_FILE, GOLDEN_FILE)},
+        training=training,
+        metrics=metrics,
+        bin_schema=bin_schema,
+        created_at=created_at,
+    )
+    _atomic_write(path / MANIFEST_FILE, manifest.encode())
+    return manifest
+
+
+def rewrite_manifest(bundle_path: Path, manifest: Manifest) -> None:
+    """Replace the manifest (e.g. to add metrics); drops a now-stale signature."""
+    signature = bundle_path / SIGNATURE_FILE
+    if signature.exists():
+        signature.unlink()
+    _atomic_write(bundle_path / MANIFEST_FILE, manifest.encode())
+
+
+def _verify_hashes(path: Path, manifest: Manifest) -> None:
+    for required in (MODEL_FILE, GOLDEN_FILE):
+        if required not in manifest.files:
+            raise BundleError(f"{path}: manifest does not list {required}; rebuild the bundle")
+    for name, expected in manifest.files.items():
+        if "/" in name or name.startswith("."):
+            raise BundleError(f"{path}: manifest lists an unsafe file name {name!r}")
+        file_path = path / name
+        if not file_path.is_file():
+            raise BundleError(f"{path}: {name} is missing; the bundle is incomplete")
+        actual = sha256_file(file_path)
+        if actual != expected:
+            raise BundleError(
+                f"{path}: {name} does not match its sha256 in the manifest "
+                f"(expected {expected[:12]}…, found {actual[:12]}…); the bundle was altered "
+                "or damaged, fetch it again"
+            )
+
+
+def _diff(found: Sequence[str], expected: Sequence[str]) -> str:
+    extra = [f for f in found if f not in expected]
+    missing = [f for f in expected if f not in found]
+    if not extra and not missing:
+        return "in a different order than this code computes them"
+    parts = []
+    if extra:
+        parts.append(f"that this code does not compute ({', '.join(extra)})")
+    if missing:
+        parts.append(f"without {', '.join(missing)}")
+    return " and ".join(parts)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # bundles are public artefacts; mkstemp makes 0600
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,51 @@
+"""Shared fixtures: a small simulated history, a bundle trained on it, a compile cache.
+
+Everything is real (simulator, LightGBM, gcc via TL2cgen); sizes are small so the whole
+suite stays within CI's budget. Session-scoped so each is built once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fraudscreen.history import validate_history
+from fraudscreen.model.bundle import Bundle, load_bundle
+from fraudscreen.model.train import TrainingConfig, train_bundle
+from fraudscreen.simulate import SimulationConfig, simulate
+
+SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
+SMALL_TRAINING = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=40, name="test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Compiled libraries go to a per-run cache, never the user's."""
+    cache = tmp_path_factory.mktemp("compile-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FRAUDSCREEN_CACHE_DIR", str(cache))
+    yield cache
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def small_history() -> pd.DataFrame:
+    return validate_history(simulate(SMALL_SIMULATION, progress=False))
+
+
+@pytest.fixture(scope="session")
+def small_bundle_path(
+    small_history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    path = tmp_path_factory.mktemp("bundle") / "small"
+    train_bundle(small_history, path, SMALL_TRAINING, progress=False, source="small")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_bundle_path: Path) -> Bundle:
+    return load_bundle(small_bundle_path)
