@@ -8,9 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fraudscreen.config import DEFAULT_BUNDLE
 from fraudscreen.logs import configure_logging
-
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -105,6 +104,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from fraudscreen.config import load_config
+    from fraudscreen.transport.server import serve
+
+    config = load_config(args.config)
+    configure_logging(json=config.logging.format == "json", level=config.logging.level)
+    return serve(config)
+
+
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from fraudscreen.config import load_config
+    from fraudscreen.logs import luhn_valid
+    from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+
+    config = load_config(args.config)
+    tokenizer = CardTokenizer(load_or_create_site_key(config.site.key_file))
+    for number, line in enumerate(sys.stdin, start=1):
+        pan = line.strip().replace(" ", "")
+        if not pan:
+            continue
+        if not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_valid(pan)):
+            print(f"line {number}: not a card number (12-19 digits, Luhn)", file=sys.stderr)
+            return 2
+        print(tokenizer.tokenize(pan))
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from fraudscreen.replay import ReplayOptions, run
+
+    options = ReplayOptions(
+        target=args.target,
+        days=args.days,
+        limit=args.limit,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+    )
+    return run(args.history, options)
+
+
 def _add_common_history(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--currency", default="EUR", help="currency of rows without a CURRENCY column (default EUR)"
@@ -170,6 +212,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="also benchmark a synthetic model of this many 31-leaf trees",
     )
     bench.set_defaults(handler=_cmd_bench)
+    srv = verbs.add_parser("serve", help="run the screening gateway (gRPC)")
+    srv.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file (default: $FRAUDSCREEN_CONFIG, else embedded defaults)",
+    )
+    srv.set_defaults(handler=_cmd_serve)
+
+    tok = verbs.add_parser(
+        "tokenize", help="card numbers on stdin -> this site's card tokens (for blocklists)"
+    )
+    tok.add_argument("--config", type=Path, default=None)
+    tok.set_defaults(handler=_cmd_tokenize)
+
+    rep = verbs.add_parser("replay", help="stream simulated terminal traffic at a gateway")
+    rep.add_argument("--target", default="127.0.0.1:50051", help="gateway host:port")
+    rep.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="simulated history with CARD_PAN (default: a demo simulation)",
+    )
+    rep.add_argument("--days", type=int, default=38, help="replay the last N days")
+    rep.add_argument("--limit", type=int, default=None, help="at most N transactions")
+    rep.add_argument("--mode", choices=["unary", "stream"], default="unary")
+    rep.add_argument("--concurrency", type=int, default=4, help="unary: parallel terminals")
+    rep.add_argument("--ca-file", type=Path, default=None, help="TLS: CA of the gateway")
+    rep.add_argument("--cert-file", type=Path, default=None, help="mTLS: client certificate")
+    rep.add_argument("--key-file", type=Path, default=None, help="mTLS: client key")
+    rep.set_defaults(handler=_cmd_replay)
     return parser
 
 

@@ -6,7 +6,7 @@ Transport layers build a `Transaction`; features, model and policy only ever see
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class EntryMode(enum.IntEnum):
@@ -30,9 +30,11 @@ class EntryMode(enum.IntEnum):
             raise ValueError(f"unknown entry mode {name!r}; expected one of {allowed}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(NamedTuple):
     """One card-present transaction, PAN already replaced by `card_token`.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every request, and a
+    frozen dataclass costs over twice as much to construct.
 
     `timestamp` is epoch seconds (UTC); `local_weekday` (Monday=0) and `local_hour` are the
     site's wall clock at that instant, because weekend and night are local notions.
@@ -54,3 +56,15 @@ class Transaction:
     def key(self) -> tuple[str, str]:
         """The idempotency key: a terminal never reuses a transaction id."""
         return (self.terminal_id, self.transaction_id)
+
+
+class Outcome(enum.IntEnum):
+    """What the issuer or acquirer later said about a transaction (values match the API)."""
+
+    CHARGEBACK = 1
+    CONFIRMED_FRAUD = 2
+    CONFIRMED_GENUINE = 3  # e.g. a withdrawn chargeback: clears an earlier fraud label
+
+    @property
+    def is_fraud(self) -> bool:
+        return self is not Outcome.CONFIRMED_GENUINE

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_right, insort
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fraudscreen.currency import minor_per_major
@@ -111,11 +111,53 @@ class TerminalWindowState:
             del self.fraud_times[: bisect_right(self.fraud_times, horizon)]
 
 
+Getter = Callable[[Transaction, int, dict[int, tuple[int, int]], dict[int, tuple[int, int]]], float]
+"""(transaction, minor_per_major, card windows, terminal windows) -> one feature value."""
+
+
+def _getter(spec: FeatureSpec) -> Getter:
+    """One small function per feature, chosen once, so a screen does no dispatching."""
+    days = spec.window_days
+    match spec.kind:
+        case FeatureKind.AMOUNT:
+            return lambda tx, scale, card, term: tx.amount_minor / scale
+        case FeatureKind.WEEKEND:
+            return lambda tx, scale, card, term: (
+                1.0 if tx.local_weekday >= WEEKEND_FIRST_WEEKDAY else 0.0
+            )
+        case FeatureKind.NIGHT:
+            return lambda tx, scale, card, term: 1.0 if tx.local_hour <= NIGHT_LAST_HOUR else 0.0
+        case FeatureKind.CARD_COUNT:
+            return lambda tx, scale, card, term: float(card[days][0])
+        case FeatureKind.CARD_MEAN_AMOUNT:
+            return lambda tx, scale, card, term: mean_amount(card[days][1], card[days][0], scale)
+        case FeatureKind.CARD_AMOUNT_RATIO:
+            return lambda tx, scale, card, term: amount_ratio(
+                tx.amount_minor, card[days][1], card[days][0]
+            )
+        case FeatureKind.TERMINAL_COUNT:
+            return lambda tx, scale, card, term: float(term[days][0])
+        case FeatureKind.TERMINAL_RISK:
+            return lambda tx, scale, card, term: risk(term[days][1], term[days][0])
+        case FeatureKind.ENTRY_MODE:
+            return lambda tx, scale, card, term: (
+                math.nan if tx.entry_mode is None else float(tx.entry_mode.value)
+            )
+    raise AssertionError(f"unhandled feature kind {spec.kind}")
+
+
 class OnlineFeatureStore:
     """Live card and terminal windows; `add` returns the feature row for a transaction."""
 
     def __init__(self, features: Iterable[FeatureSpec] = FEATURES) -> None:
         self._features = tuple(features)
+        self._getters = [_getter(spec) for spec in self._features]
+        self._card_days = sorted(
+            {s.window_days for s in self._features if s.kind.name.startswith("CARD_")}
+        )
+        self._terminal_days = sorted(
+            {s.window_days for s in self._features if s.kind.name.startswith("TERMINAL_")}
+        )
         self._cards: dict[str, CardWindowState] = {}
         self._terminals: dict[str, TerminalWindowState] = {}
         self._lock = threading.Lock()
@@ -140,12 +182,28 @@ class OnlineFeatureStore:
             if terminal is None:
                 terminal = self._terminals[tx.terminal_id] = TerminalWindowState()
             position = card.add(tx.timestamp, tx.amount_minor)
-            row = [
-                self._value(spec, tx, scale, card, position, terminal) for spec in self._features
-            ]
+            card_windows = {d: card.window(position, d * SECONDS_PER_DAY) for d in self._card_days}
+            terminal_windows = {
+                d: terminal.delayed_window(tx.timestamp, d * SECONDS_PER_DAY)
+                for d in self._terminal_days
+            }
             terminal.add(tx.timestamp)
-            self._latest = max(self._latest, tx.timestamp)
-        return row
+            if tx.timestamp > self._latest:
+                self._latest = tx.timestamp
+        return [get(tx, scale, card_windows, terminal_windows) for get in self._getters]
+
+    def observe(self, card_token: str, terminal_id: str, timestamp: int, amount_minor: int) -> None:
+        """Count a past transaction in without computing features (state rebuild)."""
+        with self._lock:
+            card = self._cards.get(card_token)
+            if card is None:
+                card = self._cards[card_token] = CardWindowState()
+            terminal = self._terminals.get(terminal_id)
+            if terminal is None:
+                terminal = self._terminals[terminal_id] = TerminalWindowState()
+            card.add(timestamp, amount_minor)
+            terminal.add(timestamp)
+            self._latest = max(self._latest, timestamp)
 
     def set_fraud(self, terminal_id: str, timestamp: int, is_fraud: bool) -> None:
         """Apply a reported outcome; only changes of label should be passed in."""
@@ -174,37 +232,3 @@ class OnlineFeatureStore:
                     del self._terminals[terminal_id]
                     dropped += 1
         return dropped
-
-    @staticmethod
-    def _value(
-        spec: FeatureSpec,
-        tx: Transaction,
-        scale: int,
-        card: CardWindowState,
-        position: int,
-        terminal: TerminalWindowState,
-    ) -> float:
-        seconds = spec.window_days * SECONDS_PER_DAY
-        match spec.kind:
-            case FeatureKind.AMOUNT:
-                return tx.amount_minor / scale
-            case FeatureKind.WEEKEND:
-                return 1.0 if tx.local_weekday >= WEEKEND_FIRST_WEEKDAY else 0.0
-            case FeatureKind.NIGHT:
-                return 1.0 if tx.local_hour <= NIGHT_LAST_HOUR else 0.0
-            case FeatureKind.CARD_COUNT:
-                return float(card.window(position, seconds)[0])
-            case FeatureKind.CARD_MEAN_AMOUNT:
-                count, total = card.window(position, seconds)
-                return mean_amount(total, count, scale)
-            case FeatureKind.CARD_AMOUNT_RATIO:
-                count, total = card.window(position, seconds)
-                return amount_ratio(tx.amount_minor, total, count)
-            case FeatureKind.TERMINAL_COUNT:
-                return float(terminal.delayed_window(tx.timestamp, seconds)[0])
-            case FeatureKind.TERMINAL_RISK:
-                count, frauds = terminal.delayed_window(tx.timestamp, seconds)
-                return risk(frauds, count)
-            case FeatureKind.ENTRY_MODE:
-                return math.nan if tx.entry_mode is None else float(tx.entry_mode.value)
-        raise AssertionError(f"unhandled feature kind {spec.kind}")

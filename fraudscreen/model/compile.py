@@ -24,7 +24,7 @@ import numpy as np
 import structlog
 
 from fraudscreen.model.bundle import Bundle
-from fraudscreen.model.predictor import LightGBMPredictor, NativePredictor, Predictor
+from fraudscreen.model.predictor import Explainer, LightGBMPredictor, NativePredictor, Predictor
 
 log = structlog.get_logger(__name__)
 
@@ -199,3 +199,62 @@ def load_predictor(bundle: Bundle, options: CompileOptions | None = None) -> Pre
         )
         return LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
     return NativePredictor(compiled.library, len(bundle.manifest.features))
+
+
+def compile_explainer(options: CompileOptions | None = None) -> Path:
+    """Build (or fetch from cache) the small C library behind `NativeExplainer`."""
+    from fraudscreen.model.explain import EXPLAIN_SOURCE
+
+    options = options or CompileOptions()
+    compiler_id = compiler_identity(options.compiler)
+    source = EXPLAIN_SOURCE.read_bytes()
+    key = hashlib.sha256(
+        source + compiler_id.encode() + f"{sys.platform}-{platform.machine()}".encode()
+    ).hexdigest()[:32]
+    target = options.resolved_cache_dir() / f"explain-{key}" / "explain.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = target.with_name(f".explain-{os.getpid()}.so")
+    command = [
+        options.compiler,
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-std=c99",
+        "-o",
+        str(scratch),
+        str(EXPLAIN_SOURCE),
+        "-lm",
+    ]
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise CompileError(f"building the reason-code explainer failed: {detail}") from exc
+    os.replace(scratch, target)
+    return target
+
+
+def load_explainer(bundle: Bundle, options: CompileOptions | None = None) -> Explainer:
+    """Native contributions checked against LightGBM's raw score, or LightGBM's TreeSHAP."""
+    from fraudscreen.model.explain import CONTRIB_TOLERANCE, NativeExplainer
+
+    width = len(bundle.manifest.features)
+    reference = LightGBMPredictor(bundle.model_text, width)
+    try:
+        explainer = NativeExplainer(compile_explainer(options), bundle.model_text, width)
+        rows = np.asarray(bundle.golden.rows, dtype=np.float64)
+        raw = reference.raw_scores(rows)
+        totals = np.array([sum(explainer.contributions_with_bias(r)) for r in rows])
+        worst = float(np.max(np.abs(totals - raw)))
+        if not worst <= CONTRIB_TOLERANCE * max(1.0, float(np.max(np.abs(raw)))):
+            raise CompileError(f"explainer contributions miss the raw score by {worst:.3g}")
+    except (CompileError, ValueError) as exc:
+        log.warning(
+            "explainer.fallback_to_lightgbm",
+            reason=str(exc),
+            impact="REVIEW/DECLINE answers take ~0.7 ms longer for their reason codes",
+        )
+        return reference
+    return explainer

@@ -34,6 +34,14 @@ class Predictor(Protocol):
     def predict_row(self, row: Sequence[float]) -> float: ...
 
 
+class Explainer(Protocol):
+    """Per-feature contributions to the raw score (log-odds), for reason codes."""
+
+    kind: str
+
+    def contributions(self, row: Sequence[float]) -> list[float]: ...
+
+
 class _Buffers(threading.local):
     def __init__(self, width: int) -> None:
         self.row = (ctypes.c_double * width)()
@@ -76,7 +84,7 @@ class NativePredictor:
 class LightGBMPredictor:
     """LightGBM's own predictor: the reference, and the fallback with no C compiler."""
 
-    kind = "lightgbm"
+    kind = "lightgbm"  # also an Explainer, through TreeSHAP
 
     def __init__(self, model_text: str, num_features: int) -> None:
         import lightgbm
@@ -96,6 +104,9 @@ class LightGBMPredictor:
 
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._booster.predict(rows, num_threads=1), dtype=np.float64)
+
+    def raw_scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._booster.predict(rows, raw_score=True, num_threads=1))
 
     def contributions(self, row: Sequence[float]) -> list[float]:
         """Per-feature SHAP contributions (log-odds), for reason codes."""

@@ -1,0 +1,1 @@
+"""Differential privacy for what leaves the site: noisy, thresholded count tables."""

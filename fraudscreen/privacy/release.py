@@ -1,0 +1,242 @@
+"""Differentially private release of per-site, per-period (cell, label) count tables.
+
+The gateway holds exact counts ``{(cell, label): n}`` for one site and one period, after
+contribution bounding (each card contributes at most ``m = max_contributions`` transactions
+per period; that is the caller's job). This module releases them with OpenDP's thresholded
+discrete Laplace mechanism (``make_laplace_threshold`` on integer counts; Rogers 2023,
+"A Unifying Privacy Analysis Framework for Unknown Domain Algorithms"):
+
+* every non-empty key gets independent discrete Laplace (two-sided geometric) noise of
+  ``scale``, sampled exactly by OpenDP's own CSPRNG-backed sampler;
+* only keys whose noisy count is strictly greater than ``threshold`` are released, so the
+  set of non-empty cells is itself protected. Empty cells are never enumerated.
+
+Privacy accounting: one card changes at most ``m`` transactions, each in exactly one key, so
+neighbouring tables are ``(l0, l1, linf) = (m, m, m)``-close under ``L01InfDistance``. The
+``(epsilon, delta)`` reported is OpenDP's privacy map evaluated at that distance.
+
+How the parameters are chosen (``plan_release``, deterministic and cached):
+
+1. ``scale``: the smallest scale whose OpenDP epsilon is <= the requested epsilon, found by
+   ``dp.binary_search`` on the privacy map (it comes out as ``m / epsilon``). All of epsilon
+   goes to the noise; the threshold only costs delta.
+2. ``threshold``: the smallest integer ``tau >= m`` whose OpenDP delta is <= the requested
+   delta, found the same way.
+
+OpenDP 0.16 off-by-one (opendp/opendp#2922, open at the time of writing): the measurement
+*keeps* noisy counts ``>= threshold`` but its privacy map computes delta from the tail
+strictly *above* the threshold, so the reported delta is too small (by about a factor
+``e^(1/scale)``; at tiny scales it can be wildly wrong). We therefore account with OpenDP's
+map at ``tau`` (which is the correct analysis of "release iff noisy > tau") and run the
+OpenDP measurement with ``threshold = tau + 1`` (which releases exactly "noisy >= tau + 1",
+i.e. "noisy > tau" on integers). If OpenDP fixes either side, this stays conservative.
+
+Fresh noise on every call: ``release_counts`` re-noises each time it is called. Releasing
+the same period twice spends the budget twice and lets noise be averaged away, so it is the
+CALLER's job to noise a batch once, store it (with the epsilon in the privacy ledger, in the
+same transaction as the outbox row) and resend the stored payload on retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import opendp.prelude as dp
+
+Cell = tuple[int, ...]
+CountKey = tuple[Cell, int]  # (cell, label)
+
+MAX_EPSILON = 50.0
+MAX_DELTA = 1e-3
+# Counts travel as i64 inside OpenDP; keep well clear of saturation once noise is added.
+MAX_COUNT = 2**62
+
+# Threshold used while searching for the scale: only the epsilon part of the map is read
+# there, but the map needs a threshold >= linf to evaluate at all.
+_SCALE_SEARCH_THRESHOLD = 2**40
+
+
+@dataclass(frozen=True)
+class ReleaseParameters:
+    """Budget for one release (one site, one period)."""
+
+    epsilon: float  # per period, per card (0 < eps <= 50)
+    delta: float = 1e-7  # 0 < delta < 1e-3
+    max_contributions: int = 10  # m: transactions per card per period, >= 1
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.epsilon) or not (0.0 < self.epsilon <= MAX_EPSILON):
+            raise ValueError(
+                f"epsilon must be a number in (0, {MAX_EPSILON}], got {self.epsilon!r}"
+            )
+        if not _is_real(self.delta) or not (0.0 < self.delta < MAX_DELTA):
+            raise ValueError(f"delta must be a number in (0, {MAX_DELTA}), got {self.delta!r}")
+        m = self.max_contributions
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"max_contributions must be an int >= 1, got {m!r}")
+
+
+@dataclass(frozen=True)
+class NoisyCounts:
+    """A DP release: only keys whose noisy count is > ``threshold``."""
+
+    counts: dict[CountKey, int]  # released keys only, noisy counts (all > threshold)
+    epsilon: float  # spent, from OpenDP's privacy map at (l0, l1, linf) = (m, m, m)
+    delta: float
+    scale: float  # discrete Laplace scale (std = sqrt(2) * scale, approximately)
+    threshold: int  # a key is released iff its noisy count > threshold
+    mechanism: str
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _opendp_ready() -> None:
+    # "contrib" is required by make_laplace_threshold: it marks constructors whose proofs
+    # have not been through OpenDP's full vetting. Acceptable here because the proof document
+    # for this mechanism is published (linked from the OpenDP docs), the integer path samples
+    # noise exactly (no "floating-point" flag is needed, and we do not enable it), and we
+    # work around its one known accounting bug (#2922, see the module docstring).
+    dp.enable_features("contrib")
+
+
+def _input_space() -> tuple[Any, Any]:
+    domain = dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T=dp.i64))
+    metric = dp.l01inf_distance(dp.absolute_distance(T=dp.i64))
+    return domain, metric
+
+
+def _measurement(scale: float, opendp_threshold: int) -> Any:
+    """OpenDP measurement that keeps noisy counts >= ``opendp_threshold``."""
+    _opendp_ready()
+    domain, metric = _input_space()
+    return dp.m.make_laplace_threshold(domain, metric, scale=scale, threshold=opendp_threshold)
+
+
+def _d_in(m: int) -> tuple[int, int, int]:
+    return (m, m, m)  # (l0, l1, linf)
+
+
+def _spent(scale: float, threshold: int, m: int) -> tuple[float, float]:
+    """(epsilon, delta) of "release iff noisy > threshold", from OpenDP's privacy map.
+
+    OpenDP's map for a measurement built with ``threshold`` analyses exactly the "> threshold"
+    rule (opendp#2922), which is what ``release_counts`` runs (OpenDP threshold + 1).
+    """
+    eps, delta = _measurement(scale, threshold).map(_d_in(m))
+    return float(eps), float(delta)
+
+
+@functools.lru_cache(maxsize=256)
+def plan_release(params: ReleaseParameters) -> tuple[float, int]:
+    """(scale, threshold) meeting the budget; deterministic (and cached).
+
+    ``scale`` is the smallest whose epsilon <= ``params.epsilon``; ``threshold`` is the
+    smallest integer >= m whose delta <= ``params.delta`` at that scale. A key is released
+    iff its noisy count > threshold.
+    """
+    m = params.max_contributions
+    eps_target = params.epsilon
+    nominal = m / eps_target
+
+    def eps_ok(scale: float) -> bool:
+        return _spent(scale, _SCALE_SEARCH_THRESHOLD, m)[0] <= eps_target
+
+    scale = float(dp.binary_search(eps_ok, bounds=(nominal / 2.0, nominal * 2.0), T=float))
+
+    def delta_ok(threshold: int) -> bool:
+        return _spent(scale, threshold, m)[1] <= params.delta
+
+    # With a very large epsilon the smallest admissible threshold (m) may already suffice.
+    threshold = m if delta_ok(m) else int(dp.binary_search(delta_ok, bounds=(m, None), T=int))
+
+    eps, delta = _spent(scale, threshold, m)
+    if not (eps <= params.epsilon and delta <= params.delta):  # pragma: no cover - defensive
+        raise RuntimeError(f"plan ({scale}, {threshold}) spends ({eps}, {delta}) > {params}")
+    return scale, threshold
+
+
+def _as_int(x: object) -> int:
+    if isinstance(x, bool):
+        raise TypeError("bool is not a count or code")
+    return operator.index(x)  # type: ignore[arg-type]  # int or numpy integer; else TypeError
+
+
+def _validate(exact: Mapping[CountKey, int]) -> dict[CountKey, int]:
+    """Normalised copy of ``exact`` with the zero counts dropped."""
+    if not isinstance(exact, Mapping):
+        raise ValueError(f"exact must be a mapping of (cell, label) -> count, got {type(exact)}")
+    out: dict[CountKey, int] = {}
+    for key, value in exact.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], tuple)):
+            raise ValueError(f"exact: key {key!r} is not (cell: tuple[int, ...], label)")
+        cell_raw, label_raw = key
+        try:
+            cell: Cell = tuple(_as_int(c) for c in cell_raw)
+            label = _as_int(label_raw)
+        except TypeError:
+            raise ValueError(f"exact: key {key!r} is not (tuple[int, ...], 0|1)") from None
+        if label not in (0, 1):
+            raise ValueError(f"exact: label in key {key!r} must be 0 or 1")
+        try:
+            count = _as_int(value)
+        except TypeError:
+            raise ValueError(f"exact: count for {key!r} must be an int, got {value!r}") from None
+        if count < 0:
+            raise ValueError(f"exact: count for {key!r} is negative ({count})")
+        if count > MAX_COUNT:
+            raise ValueError(f"exact: count for {key!r} exceeds {MAX_COUNT}")
+        if count > 0:
+            out[(cell, label)] = count
+    return out
+
+
+def _encode(key: CountKey) -> str:
+    cell, label = key
+    return ",".join(map(str, cell)) + "|" + str(label)
+
+
+def release_counts(exact: Mapping[CountKey, int], params: ReleaseParameters) -> NoisyCounts:
+    """Release ``exact`` with (epsilon, delta)-DP per card per period.
+
+    Keys with count 0 are dropped before the mechanism (they are indistinguishable from
+    absent keys). Raises ValueError for negative counts, non-integer counts, or keys that are
+    not ``(tuple[int, ...], 0|1)``.
+
+    Every call draws FRESH noise. The caller must noise a batch once, store it, record the
+    returned epsilon/delta in the privacy ledger, and resend the stored payload on retry;
+    never call this twice for the same site and period.
+    """
+    if not isinstance(params, ReleaseParameters):
+        raise ValueError(f"params must be ReleaseParameters, got {type(params)}")
+    clean = _validate(exact)
+    scale, threshold = plan_release(params)
+    m = params.max_contributions
+    epsilon, delta = _spent(scale, threshold, m)
+
+    # OpenDP keeps noisy >= its threshold; threshold + 1 gives "noisy > threshold" (#2922).
+    meas = _measurement(scale, threshold + 1)
+    by_name = {_encode(k): k for k in clean}
+    noisy = meas({name: clean[key] for name, key in by_name.items()})
+    counts = {by_name[name]: int(v) for name, v in noisy.items()}
+    if any(v <= threshold for v in counts.values()):  # pragma: no cover - defensive
+        raise RuntimeError("OpenDP released a count at or below the threshold")
+
+    return NoisyCounts(
+        counts=counts,
+        epsilon=epsilon,
+        delta=delta,
+        scale=scale,
+        threshold=threshold,
+        mechanism=(
+            f"opendp {version('opendp')} laplace_threshold (discrete), l0=l1=linf={m}, "
+            f"release iff noisy > {threshold} (opendp threshold {threshold + 1}, see #2922)"
+        ),
+    )

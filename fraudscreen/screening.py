@@ -1,0 +1,342 @@
+"""Screening a transaction: features -> score -> decision, once per (terminal, transaction).
+
+This is the gateway's application core. It knows nothing of gRPC: the transport validates
+and tokenizes a request into a `Transaction`, calls `ScreeningEngine.screen`, and maps the
+`ScreenResult` back. The journal is written asynchronously; state is rebuilt from it on
+start with `ScreeningEngine.restore`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import structlog
+
+from fraudscreen.features.definitions import FEATURES, STATE_HORIZON_SECONDS, FeatureSpec
+from fraudscreen.features.online import OnlineFeatureStore
+from fraudscreen.journal import Journal, OutcomeRecord, ScreenedRecord
+from fraudscreen.model.bundle import Bundle, Thresholds
+from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
+from fraudscreen.model.predictor import Explainer, Predictor
+from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
+from fraudscreen.transaction import Outcome, Transaction
+
+log = structlog.get_logger(__name__)
+
+STAND_IN_VERSION = "stand-in"
+DUPLICATE_WAIT_SECONDS = 5.0
+
+RowTransform = Callable[[Sequence[float]], list[float]]
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """Everything needed to score with one model version; swapped as a whole."""
+
+    version: str
+    predictor: Predictor
+    explainer: Explainer
+    thresholds: Thresholds
+    features: tuple[FeatureSpec, ...] = FEATURES
+    transform: RowTransform | None = None
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, policy: Policy, options: CompileOptions | None = None
+    ) -> ActiveModel:
+        return cls(
+            version=bundle.model_version,
+            predictor=load_predictor(bundle, options),
+            explainer=load_explainer(bundle, options),
+            thresholds=policy.thresholds(bundle.manifest.thresholds),
+        )
+
+    def score(self, row: Sequence[float]) -> tuple[float, Sequence[float]]:
+        model_row = self.transform(row) if self.transform is not None else row
+        return self.predictor.predict_row(model_row), model_row
+
+    def reasons(self, model_row: Sequence[float]) -> list[Reason]:
+        return top_reasons(self.explainer.contributions(model_row), self.features)
+
+
+class ModelSlot:
+    """The live model. Reads are a single attribute load, so a swap lands between requests."""
+
+    def __init__(self, model: ActiveModel | None = None) -> None:
+        self._model = model
+
+    @property
+    def current(self) -> ActiveModel | None:
+        return self._model
+
+    def swap(self, model: ActiveModel | None) -> ActiveModel | None:
+        previous, self._model = self._model, model
+        return previous
+
+
+class ScreenResult(NamedTuple):
+    transaction_id: str
+    terminal_id: str
+    decision: Decision
+    score: float
+    reasons: tuple[Reason, ...]
+    model_version: str
+    stand_in: bool
+    replayed: bool = False
+
+
+class DuplicateTransactionError(ValueError):
+    """Same terminal and transaction id as an earlier request, but different content."""
+
+
+class ScreeningUnavailableError(RuntimeError):
+    """Temporarily cannot screen (journal backlog, a concurrent first attempt failed)."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A transaction seen recently: its answer once decided, for retries."""
+
+    fingerprint: str
+    arrived: float
+    timestamp: int
+    result: ScreenResult | None = None
+    done: bool = False
+
+
+def fingerprint(tx: Transaction) -> str:
+    """What must match for a retry to be the same transaction."""
+    parts = (tx.card_token, tx.amount_minor, tx.currency, tx.timestamp, tx.mcc, tx.entry_mode)
+    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
+def encode_reasons(reasons: Sequence[Reason]) -> str:
+    if not reasons:
+        return "[]"
+    return json.dumps([[r.code, r.feature, r.contribution] for r in reasons])
+
+
+def decode_reasons(text: str) -> tuple[Reason, ...]:
+    return tuple(Reason(str(c), str(f), float(v)) for c, f, v in json.loads(text))
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    transactions: int
+    fraud_labels: int
+    idempotency_entries: int
+    seconds: float
+
+
+class ScreeningEngine:
+    def __init__(
+        self,
+        *,
+        store: OnlineFeatureStore,
+        slot: ModelSlot,
+        policy: Policy,
+        journal: Journal,
+        idempotency_window_seconds: float = 86_400.0,
+        max_idempotency_entries: int = 2_000_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.slot = slot
+        self.policy = policy
+        self.journal = journal
+        self._window = idempotency_window_seconds
+        self._max_entries = max_idempotency_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._decided = threading.Condition(self._lock)  # wakes retries of in-flight ones
+        self._recent: dict[tuple[str, str], _Entry] = {}
+        self._fraud_labels: dict[tuple[str, str], int] = {}  # key -> transaction timestamp
+
+    @property
+    def stand_in_active(self) -> bool:
+        return self.slot.current is None
+
+    def screen(self, tx: Transaction) -> ScreenResult:
+        """Decide on a transaction; a retry gets the first answer with `replayed=True`."""
+        print_ = fingerprint(tx)
+        with self._lock:
+            entry = self._recent.get(tx.key)
+            owner = entry is None
+            if entry is None:
+                if self.journal.queue_depth >= self.journal.settings.max_queue:
+                    raise ScreeningUnavailableError(
+                        "journal backlog is full; retry shortly (operator: check the disk)"
+                    )
+                entry = self._recent[tx.key] = _Entry(print_, self._clock(), tx.timestamp)
+        if not owner:
+            return self._answer_retry(entry, print_, tx)
+        try:
+            result, row = self._decide(tx)
+        except BaseException:
+            with self._decided:
+                self._recent.pop(tx.key, None)
+                entry.done = True
+                self._decided.notify_all()
+            raise
+        with self._decided:
+            entry.result = result
+            entry.done = True
+            self._decided.notify_all()
+        self.journal.submit(self._record(tx, print_, result, row, entry.arrived))
+        return result
+
+    def _decide(self, tx: Transaction) -> tuple[ScreenResult, list[float]]:
+        model = self.slot.current
+        row = self.store.add(tx)
+        verdict: Verdict
+        if model is None:
+            verdict = self.policy.stand_in(tx)
+            score, version = 0.0, STAND_IN_VERSION
+        else:
+            score, model_row = model.score(row)
+            verdict = self.policy.decide(
+                tx, score, model.thresholds, lambda: model.reasons(model_row)
+            )
+            version = model.version
+        result = ScreenResult(
+            transaction_id=tx.transaction_id,
+            terminal_id=tx.terminal_id,
+            decision=verdict.decision,
+            score=score,
+            reasons=verdict.reasons,
+            model_version=version,
+            stand_in=model is None,
+        )
+        return result, row
+
+    def _answer_retry(self, entry: _Entry, print_: str, tx: Transaction) -> ScreenResult:
+        if entry.fingerprint != print_:
+            raise DuplicateTransactionError(
+                f"transaction_id {tx.transaction_id!r} was already used at terminal "
+                f"{tx.terminal_id!r} for a different transaction; use a new transaction_id"
+            )
+        with self._decided:
+            self._decided.wait_for(lambda: entry.done, DUPLICATE_WAIT_SECONDS)
+        if entry.result is None:
+            raise ScreeningUnavailableError("the first attempt of this transaction failed; retry")
+        return entry.result._replace(replayed=True)
+
+    @staticmethod
+    def _record(
+        tx: Transaction, print_: str, result: ScreenResult, row: Sequence[float], arrived: float
+    ) -> ScreenedRecord:
+        return ScreenedRecord(
+            terminal_id=tx.terminal_id,
+            transaction_id=tx.transaction_id,
+            card_token=tx.card_token,
+            timestamp=tx.timestamp,
+            amount_minor=tx.amount_minor,
+            currency=tx.currency,
+            mcc=tx.mcc,
+            entry_mode=None if tx.entry_mode is None else int(tx.entry_mode),
+            local_weekday=tx.local_weekday,
+            local_hour=tx.local_hour,
+            features=tuple(row),
+            fingerprint=print_,
+            decision=result.decision.name,
+            score=None if result.stand_in else result.score,
+            reasons_json=encode_reasons(result.reasons),
+            model_version=result.model_version,
+            stand_in=result.stand_in,
+            received_at=arrived,
+        )
+
+    def report_outcome(
+        self, terminal_id: str, transaction_id: str, outcome: Outcome, reported_at: int
+    ) -> bool:
+        """Record an outcome durably; returns whether the transaction is known here."""
+        key = (terminal_id, transaction_id)
+        with self._lock:
+            entry = self._recent.get(key)
+        timestamp = entry.timestamp if entry is not None else None
+        if timestamp is None:
+            record = self.journal.find_transaction(terminal_id, transaction_id)
+            timestamp = record.timestamp if record is not None else None
+        self.journal.record_outcome(
+            OutcomeRecord(terminal_id, transaction_id, outcome.name, outcome.is_fraud, reported_at)
+        )
+        if timestamp is not None:
+            self._apply_label(key, timestamp, outcome.is_fraud)
+        return timestamp is not None
+
+    def _apply_label(self, key: tuple[str, str], timestamp: int, is_fraud: bool) -> None:
+        with self._lock:
+            labelled = key in self._fraud_labels
+            if labelled == is_fraud:
+                return
+            if is_fraud:
+                self._fraud_labels[key] = timestamp
+            else:
+                del self._fraud_labels[key]
+        self.store.set_fraud(key[0], timestamp, is_fraud)
+
+    def restore(self) -> RestoreSummary:
+        """Rebuild windows, fraud labels and recent answers from the journal."""
+        started = time.perf_counter()
+        latest = self.journal.latest_timestamp()
+        if latest is None:
+            return RestoreSummary(0, 0, 0, 0.0)
+        since = latest - STATE_HORIZON_SECONDS
+        outcomes = self.journal.latest_outcomes(since)
+        recent_after = self._clock() - self._window
+        count = 0
+        for record in self.journal.iter_transactions(since):
+            key = (record.terminal_id, record.transaction_id)
+            self.store.observe(
+                record.card_token, record.terminal_id, record.timestamp, record.amount_minor
+            )
+            outcome = outcomes.get(key)
+            if outcome is not None and outcome.is_fraud:
+                self._apply_label(key, record.timestamp, True)
+            if record.received_at >= recent_after:
+                self._recent[key] = _restored_entry(record)
+            count += 1
+        summary = RestoreSummary(
+            transactions=count,
+            fraud_labels=len(self._fraud_labels),
+            idempotency_entries=len(self._recent),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        log.info("state.restored", **summary.__dict__)
+        return summary
+
+    def maintain(self) -> None:
+        """Forget what no window or retry can need any more; run every minute or so."""
+        self.store.purge()
+        horizon = self._clock() - self._window
+        with self._lock:
+            while self._recent:
+                key, entry = next(iter(self._recent.items()))
+                if entry.arrived >= horizon and len(self._recent) <= self._max_entries:
+                    break
+                if not entry.done:
+                    break
+                del self._recent[key]
+            oldest_label = max(self._fraud_labels.values(), default=0) - STATE_HORIZON_SECONDS
+            for key in [k for k, ts in self._fraud_labels.items() if ts < oldest_label]:
+                del self._fraud_labels[key]
+
+
+def _restored_entry(record: ScreenedRecord) -> _Entry:
+    result = ScreenResult(
+        transaction_id=record.transaction_id,
+        terminal_id=record.terminal_id,
+        decision=Decision[record.decision],
+        score=0.0 if record.score is None or math.isnan(record.score) else record.score,
+        reasons=decode_reasons(record.reasons_json),
+        model_version=record.model_version,
+        stand_in=record.stand_in,
+    )
+    return _Entry(record.fingerprint, record.received_at, record.timestamp, result, done=True)

@@ -1,0 +1,72 @@
+"""Card numbers are replaced at the door by a keyed hash, so nothing after this sees a PAN.
+
+HMAC-SHA256 with a per-site secret: the same card gives the same token on this site (so
+velocity features work), tokens from different sites cannot be joined, and without the
+key a token cannot be reversed by hashing all card numbers of a BIN range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+KEY_BYTES = 32
+
+
+class SiteKeyError(RuntimeError):
+    pass
+
+
+def load_or_create_site_key(path: Path) -> bytes:
+    """Read the site key, creating it (0600, parent 0700) on first start.
+
+    A key readable by group or others is refused: anyone who can read it can link tokens.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(KEY_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            log.info("site_key.created", path=str(path))
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SiteKeyError(
+            f"site key {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"
+        )
+    key = path.read_bytes()
+    if len(key) < KEY_BYTES:
+        raise SiteKeyError(
+            f"site key {path} has {len(key)} bytes, needs {KEY_BYTES}; restore it from backup "
+            "(a new key changes every card token and resets card history)"
+        )
+    return key
+
+
+class CardTokenizer:
+    """PAN -> hex token. The PAN is used once, here, and not kept."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < KEY_BYTES:
+            raise ValueError(f"tokenization key needs at least {KEY_BYTES} bytes")
+        self._key = key
+
+    def tokenize(self, pan: str) -> str:
+        return hmac.new(self._key, pan.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:  # never show the key
+        return "CardTokenizer(<key hidden>)"

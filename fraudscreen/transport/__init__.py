@@ -1,0 +1,1 @@
+"""gRPC transport: server bootstrap, servicers, validation, TLS, health and metrics."""

@@ -1,0 +1,137 @@
+"""Prometheus metrics for the gateway, on their own registry (tests run several servers)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+    1.0,
+)
+
+
+@dataclass
+class GatewayMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    journal_queue: Gauge
+    journal_committed: Gauge
+    journal_write_errors: Gauge
+    model_info: Gauge
+    stand_in: Gauge
+    outcomes: Counter
+
+    @classmethod
+    def create(cls) -> GatewayMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "fraudscreen_requests",
+                "RPCs by method, gRPC code and decision",
+                ["method", "code", "decision"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "fraudscreen_request_latency_seconds",
+                "server-side time per screened item",
+                ["method"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            journal_queue=Gauge(
+                "fraudscreen_journal_queue_depth",
+                "records waiting for the journal writer",
+                registry=registry,
+            ),
+            journal_committed=Gauge(
+                "fraudscreen_journal_committed",
+                "records committed since start",
+                registry=registry,
+            ),
+            journal_write_errors=Gauge(
+                "fraudscreen_journal_write_errors",
+                "failed journal commits (each retried)",
+                registry=registry,
+            ),
+            model_info=Gauge(
+                "fraudscreen_model_info",
+                "the live model (value 1)",
+                ["version", "predictor"],
+                registry=registry,
+            ),
+            stand_in=Gauge(
+                "fraudscreen_stand_in_active",
+                "1 when no model is loaded and the stand-in policy answers",
+                registry=registry,
+            ),
+            outcomes=Counter(
+                "fraudscreen_outcomes",
+                "reported outcomes by kind and whether the transaction was known",
+                ["outcome", "known"],
+                registry=registry,
+            ),
+        )
+
+    def watch_journal(
+        self,
+        depth: Callable[[], float],
+        committed: Callable[[], float],
+        errors: Callable[[], float],
+    ) -> None:
+        self.journal_queue.set_function(depth)
+        self.journal_committed.set_function(committed)
+        self.journal_write_errors.set_function(errors)
+
+    def set_model(self, version: str | None, predictor: str) -> None:
+        self.model_info.clear()
+        if version is None:
+            self.stand_in.set(1)
+        else:
+            self.stand_in.set(0)
+            self.model_info.labels(version=version, predictor=predictor).set(1)
+
+
+def serve_metrics(
+    metrics: GatewayMetrics,
+    host: str,
+    port: int,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_cafile: str | None = None,
+) -> tuple[int, Callable[[], None]]:
+    """Start the /metrics HTTP(S) listener; returns the bound port and a stop function."""
+    server, thread = start_http_server(
+        port,
+        addr=host,
+        registry=metrics.registry,
+        certfile=certfile,
+        keyfile=keyfile,
+        client_cafile=client_cafile,
+        client_auth_required=client_cafile is not None,
+        tls_min_version=ssl.TLSVersion.TLSv1_2 if certfile else None,
+    )
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return int(server.server_port), stop

@@ -1,0 +1,305 @@
+"""`fraudscreen serve`: bring the gateway up in a safe order and take it down gently.
+
+Start: site key -> journal -> state rebuilt from the journal -> gRPC listening with health
+NOT_SERVING -> model verified, compiled and loaded (or the stand-in policy, loudly) ->
+health SERVING. Stop (SIGTERM/SIGINT): health NOT_SERVING, stop accepting RPCs, let
+in-flight calls finish within the grace period, flush and close the journal.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from types import FrameType
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fraudscreen.config import GatewayConfig, TLSConfig, describe, parse_host_port
+from fraudscreen.features.online import OnlineFeatureStore
+from fraudscreen.journal import Journal, JournalSettings
+from fraudscreen.localtime import SiteClock
+from fraudscreen.model.bundle import BundleError, load_bundle
+from fraudscreen.model.compile import CompileOptions
+from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
+from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
+from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
+from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
+from fraudscreen.transport.validation import RequestValidator, ValidationRules
+
+log = structlog.get_logger(__name__)
+
+MAINTENANCE_SECONDS = 30.0
+JOURNAL_PURGE_SECONDS = 3600.0
+
+
+def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:
+    if tls.cert_file is None or tls.key_file is None:
+        return None
+    client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def build_policy(config: GatewayConfig) -> Policy:
+    rules = config.policy
+    blocked: frozenset[str] = frozenset()
+    if rules.blocked_cards_file is not None:
+        blocked = load_blocked_tokens(rules.blocked_cards_file.read_text().splitlines())
+    return Policy(
+        PolicyRules(
+            blocked_card_tokens=blocked,
+            decline_above_minor=rules.decline_above_minor,
+            review_above_minor=rules.review_above_minor,
+            stand_in_review_above_minor=rules.stand_in_review_above_minor,
+            review_threshold=rules.review_threshold,
+            decline_threshold=rules.decline_threshold,
+        )
+    )
+
+
+@dataclass
+class _Running:
+    server: grpc.Server
+    port: int
+    metrics_port: int | None
+    stop_metrics: Callable[[], None] | None
+
+
+class Gateway:
+    """One gateway process: owns the journal, engine, gRPC server and metrics listener."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics.create()
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.slot = ModelSlot()
+        self.policy = build_policy(config)
+        self.journal = Journal(
+            JournalSettings(
+                path=config.journal.path,
+                durability=config.journal.durability,
+                batch_max=config.journal.batch_max,
+                flush_interval=config.journal.flush_interval_ms / 1000,
+                max_queue=config.journal.max_queue,
+                retention_seconds=config.journal.retention_days * 86_400,
+            )
+        )
+        self.engine = ScreeningEngine(
+            store=OnlineFeatureStore(),
+            slot=self.slot,
+            policy=self.policy,
+            journal=self.journal,
+            idempotency_window_seconds=config.screening.idempotency_window_hours * 3600,
+        )
+        tokenizer = CardTokenizer(load_or_create_site_key(config.site.key_file))
+        self.validator = RequestValidator(
+            ValidationRules(
+                currencies=frozenset(config.site.currencies),
+                max_age_seconds=config.screening.max_transaction_age_days * 86_400,
+                max_skew_seconds=config.screening.max_clock_skew_seconds,
+            ),
+            tokenizer,
+            SiteClock(config.site.timezone),
+        )
+        self.servicer = ScreeningServicer(
+            self.engine,
+            self.validator,
+            self.metrics,
+            log_approvals=config.logging.requests == "all",
+        )
+        self._running: _Running | None = None
+        self._stopping = threading.Event()
+        self._maintenance: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._running is None:
+            raise RuntimeError("gateway not started")
+        return self._running.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self._running is None else self._running.metrics_port
+
+    def start(self) -> int:
+        """Start serving; returns the bound gRPC port. Blocks while the model compiles."""
+        port = self.listen()
+        self.become_ready()
+        return port
+
+    def listen(self) -> int:
+        """Journal, state and gRPC up; health NOT_SERVING and calls UNAVAILABLE until ready."""
+        log.info("gateway.starting", config=describe(self.config))
+        self.journal.start()
+        self.engine.restore()
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        server = self._grpc_server()
+        host, port = parse_host_port(self.config.server.listen)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        credentials = server_credentials(self.config.server.tls)
+        bound = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+        if bound == 0:
+            raise OSError(f"cannot listen on {address}; is the port in use?")
+        server.start()
+        metrics_port, stop_metrics = self._start_metrics()
+        self._running = _Running(server, bound, metrics_port, stop_metrics)
+        log.info(
+            "gateway.listening",
+            address=address,
+            port=bound,
+            tls=self.config.server.tls.enabled,
+            mutual_tls=self.config.server.tls.mutual,
+        )
+        return bound
+
+    def become_ready(self) -> None:
+        """Load the model (or fall back to the stand-in policy), then health SERVING."""
+        self.load_model()
+        self.servicer.ready = True
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+        self._maintenance.start()
+        log.info("gateway.ready", port=self.port, stand_in=self.engine.stand_in_active)
+
+    def load_model(self) -> None:
+        """Load the configured bundle; on failure keep answering with the stand-in policy."""
+        options = CompileOptions(
+            compiler=self.config.model.compiler, cache_dir=self.config.model.cache_dir
+        )
+        try:
+            bundle = load_bundle(self.config.model.bundle)
+            model = ActiveModel.from_bundle(bundle, self.policy, options)
+        except (BundleError, OSError, ValueError) as exc:
+            log.error(
+                "model.unavailable_stand_in_active",
+                reason=str(exc),
+                action="fix or replace the model bundle; until then the documented "
+                "stand-in policy answers and every response says stand_in=true",
+            )
+            self.slot.swap(None)
+            self.metrics.set_model(None, "none")
+            return
+        self.slot.swap(model)
+        self.metrics.set_model(model.version, model.predictor.kind)
+        log.info(
+            "model.loaded",
+            model_version=model.version,
+            predictor=model.predictor.kind,
+            review=model.thresholds.review,
+            decline=model.thresholds.decline,
+        )
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, refuse new calls, finish in-flight ones, close."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        grace = self.config.server.grace_seconds if grace is None else grace
+        log.info("gateway.draining", grace_seconds=grace)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._running is not None:
+            self._running.server.stop(grace).wait()
+            if self._running.stop_metrics is not None:
+                self._running.stop_metrics()
+        self.journal.close()
+        log.info("gateway.stopped")
+
+    def wait(self) -> None:
+        while not self._stopping.is_set():
+            self._stopping.wait(1.0)
+
+    def _grpc_server(self) -> grpc.Server:
+        limit = self.config.server.max_message_bytes
+        server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=self.config.server.max_workers, thread_name_prefix="rpc"
+            ),
+            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+        )
+        server.add_generic_rpc_handlers((self.servicer.handlers(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SCREENING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    def _start_metrics(self) -> tuple[int | None, Callable[[], None] | None]:
+        self.metrics.watch_journal(
+            lambda: self.journal.queue_depth,
+            lambda: self.journal.committed,
+            lambda: self.journal.write_errors,
+        )
+        if not self.config.metrics.listen:
+            return None, None
+        host, port = parse_host_port(self.config.metrics.listen)
+        tls = self.config.metrics.tls
+        port, stop = serve_metrics(
+            self.metrics,
+            host,
+            port,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            client_cafile=str(tls.client_ca_file) if tls.client_ca_file else None,
+        )
+        log.info("metrics.listening", host=host, port=port, tls=tls.enabled)
+        return port, stop
+
+    def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ("", SCREENING_SERVICE):
+            self.health.set(service, status)
+
+    def _maintain(self) -> None:
+        last_purge = time.monotonic()
+        while not self._stopping.wait(MAINTENANCE_SECONDS):
+            try:
+                self.engine.maintain()
+                if time.monotonic() - last_purge >= JOURNAL_PURGE_SECONDS:
+                    deleted = self.journal.purge()
+                    last_purge = time.monotonic()
+                    log.info("journal.purged", rows=deleted)
+            except Exception as exc:
+                log.error("maintenance.failed", error=str(exc), exc_info=exc)
+
+
+def serve(config: GatewayConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    gateway = Gateway(config)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("gateway.signal", signal=signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        gateway.start()
+    except Exception:
+        gateway.stop(grace=0)
+        raise
+    while not stop_requested.wait(1.0):
+        pass
+    gateway.stop()
+    return 0

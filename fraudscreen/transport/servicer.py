@@ -1,0 +1,298 @@
+"""The Screening servicer: parse, call the engine, map the result or error. Nothing more."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from fraudscreen.journal import JournalBackpressureError, JournalClosedError
+from fraudscreen.policy import Decision
+from fraudscreen.screening import (
+    DuplicateTransactionError,
+    ScreeningEngine,
+    ScreeningUnavailableError,
+    ScreenResult,
+)
+from fraudscreen.transport.metrics import GatewayMetrics
+from fraudscreen.transport.validation import FieldViolation, RequestInvalidError, RequestValidator
+from fraudscreen.v1 import screening_pb2 as pb
+
+log = structlog.get_logger("fraudscreen.requests")
+
+SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name
+_EMPTY_SCREEN = pb.ScreenRequest()
+M = TypeVar("M", bound=Message)
+
+_DECISIONS = {
+    Decision.APPROVE: pb.DECISION_APPROVE,
+    Decision.REVIEW: pb.DECISION_REVIEW,
+    Decision.DECLINE: pb.DECISION_DECLINE,
+}
+
+
+class ServiceNotReadyError(RuntimeError):
+    pass
+
+
+class UndecodableRequestError(ValueError):
+    """The bytes are not a valid protobuf message of the expected type."""
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in for a request whose bytes did not parse, so the handler can answer
+    INVALID_ARGUMENT (gRPC itself would answer INTERNAL and log a traceback)."""
+
+    type_name: str
+    error: str
+
+
+def lenient_parser(message_type: type[Message]) -> Callable[[bytes], object]:
+    def parse(data: bytes) -> object:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_type.DESCRIPTOR.full_name, str(exc))
+
+    return parse
+
+
+def _decoded(request: object, message_type: type[M]) -> M:
+    if isinstance(request, Undecodable):
+        raise UndecodableRequestError(
+            f"request is not a valid {request.type_name} message ({request.error})"
+        )
+    assert isinstance(request, message_type)
+    return request
+
+
+def error_status(
+    code: grpc.StatusCode, message: str, violations: list[FieldViolation] | None = None
+) -> status_pb2.Status:
+    """A google.rpc.Status, with a BadRequest detail naming each bad field."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if violations:
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in violations
+                ]
+            )
+        )
+        status.details.append(detail)
+    return status
+
+
+def classify(exc: Exception) -> status_pb2.Status:
+    """Map a failure to the status a terminal can act on; unknown ones are INTERNAL."""
+    if isinstance(exc, RequestInvalidError):
+        return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.violations)
+    if isinstance(exc, UndecodableRequestError):
+        return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, DuplicateTransactionError):
+        return error_status(
+            grpc.StatusCode.ALREADY_EXISTS,
+            str(exc),
+            [FieldViolation("transaction_id", "already used for a different transaction")],
+        )
+    if isinstance(
+        exc,
+        ScreeningUnavailableError
+        | JournalBackpressureError
+        | JournalClosedError
+        | ServiceNotReadyError,
+    ):
+        return error_status(grpc.StatusCode.UNAVAILABLE, str(exc))
+    log.error("request.internal_error", error_type=type(exc).__name__, exc_info=exc)
+    return error_status(grpc.StatusCode.INTERNAL, "internal error; the gateway logged it")
+
+
+def to_response(result: ScreenResult) -> pb.ScreenResponse:
+    return pb.ScreenResponse(
+        transaction_id=result.transaction_id,
+        terminal_id=result.terminal_id,
+        decision=_DECISIONS[result.decision],
+        score=result.score,
+        reasons=[
+            pb.ReasonCode(code=r.code, feature=r.feature, contribution=r.contribution)
+            for r in result.reasons
+        ],
+        model_version=result.model_version,
+        stand_in=result.stand_in,
+        replayed=result.replayed,
+    )
+
+
+class ScreeningServicer:
+    """Handlers for fraudscreen.v1.Screening; registered by `handlers()` with lenient parsing."""
+
+    def __init__(
+        self,
+        engine: ScreeningEngine,
+        validator: RequestValidator,
+        metrics: GatewayMetrics,
+        *,
+        log_approvals: bool = True,
+    ) -> None:
+        self._engine = engine
+        self._validator = validator
+        self._metrics = metrics
+        self._log_approvals = log_approvals
+        self.ready = False
+
+    def handlers(self) -> grpc.GenericRpcHandler[Any, Any]:
+        return grpc.method_handlers_generic_handler(
+            SCREENING_SERVICE,
+            {
+                "Screen": grpc.unary_unary_rpc_method_handler(
+                    self.Screen,
+                    request_deserializer=lenient_parser(pb.ScreenRequest),
+                    response_serializer=pb.ScreenResponse.SerializeToString,
+                ),
+                "ScreenStream": grpc.stream_stream_rpc_method_handler(
+                    self.ScreenStream,
+                    request_deserializer=lenient_parser(pb.ScreenRequest),
+                    response_serializer=pb.ScreenStreamResponse.SerializeToString,
+                ),
+                "ReportOutcome": grpc.unary_unary_rpc_method_handler(
+                    self.ReportOutcome,
+                    request_deserializer=lenient_parser(pb.ReportOutcomeRequest),
+                    response_serializer=pb.ReportOutcomeResponse.SerializeToString,
+                ),
+            },
+        )
+
+    def Screen(self, message: object, context: grpc.ServicerContext) -> pb.ScreenResponse:
+        started = time.perf_counter()
+        request = _EMPTY_SCREEN
+        try:
+            request = _decoded(message, pb.ScreenRequest)
+            result = self._screen(request)
+        except Exception as exc:
+            status = classify(exc)
+            self._count("Screen", status, None, started, request)
+            context.abort_with_status(rpc_status.to_status(status))
+            raise  # abort_with_status raises; this satisfies the type checker
+        self._count("Screen", None, result, started, request)
+        return to_response(result)
+
+    def ScreenStream(
+        self, messages: Iterator[object], context: grpc.ServicerContext
+    ) -> Iterator[pb.ScreenStreamResponse]:
+        for message in messages:
+            started = time.perf_counter()
+            request = _EMPTY_SCREEN
+            try:
+                request = _decoded(message, pb.ScreenRequest)
+                result = self._screen(request)
+            except Exception as exc:
+                status = classify(exc)
+                self._count("ScreenStream", status, None, started, request)
+                yield pb.ScreenStreamResponse(
+                    transaction_id=request.transaction_id,
+                    terminal_id=request.terminal_id,
+                    error=status,
+                )
+                continue
+            self._count("ScreenStream", None, result, started, request)
+            yield pb.ScreenStreamResponse(
+                transaction_id=result.transaction_id,
+                terminal_id=result.terminal_id,
+                response=to_response(result),
+            )
+
+    def ReportOutcome(
+        self, message: object, context: grpc.ServicerContext
+    ) -> pb.ReportOutcomeResponse:
+        try:
+            if not self.ready:
+                raise ServiceNotReadyError("the gateway is starting; retry shortly")
+            request = _decoded(message, pb.ReportOutcomeRequest)
+            terminal_id, transaction_id, outcome, reported_at = self._validator.outcome(request)
+            known = self._engine.report_outcome(terminal_id, transaction_id, outcome, reported_at)
+        except TimeoutError:
+            status = error_status(
+                grpc.StatusCode.UNAVAILABLE, "outcome not yet recorded (journal slow); retry"
+            )
+            context.abort_with_status(rpc_status.to_status(status))
+            raise
+        except Exception as exc:
+            status = classify(exc)
+            self._metrics.requests.labels("ReportOutcome", code_name(status), "").inc()
+            context.abort_with_status(rpc_status.to_status(status))
+            raise
+        self._metrics.requests.labels("ReportOutcome", "OK", "").inc()
+        self._metrics.outcomes.labels(outcome.name, str(known).lower()).inc()
+        log.info(
+            "outcome",
+            terminal_id=terminal_id,
+            transaction_id=transaction_id,
+            outcome=outcome.name,
+            known_transaction=known,
+        )
+        return pb.ReportOutcomeResponse(recorded=True, known_transaction=known)
+
+    def _screen(self, request: pb.ScreenRequest) -> ScreenResult:
+        if not self.ready:
+            raise ServiceNotReadyError("the gateway is starting (loading the model); retry")
+        return self._engine.screen(self._validator.transaction(request))
+
+    def _count(
+        self,
+        method: str,
+        status: status_pb2.Status | None,
+        result: ScreenResult | None,
+        started: float,
+        request: pb.ScreenRequest,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self._metrics.latency.labels(method).observe(elapsed)
+        if result is not None:
+            decision = result.decision.name
+            self._metrics.requests.labels(method, "OK", decision).inc()
+            if self._log_approvals or result.decision is not Decision.APPROVE:
+                log.info(
+                    "screened",
+                    method=method,
+                    terminal_id=result.terminal_id,
+                    transaction_id=result.transaction_id,
+                    decision=decision,
+                    score=round(result.score, 6),
+                    reasons=[r.code for r in result.reasons],
+                    model_version=result.model_version,
+                    stand_in=result.stand_in,
+                    replayed=result.replayed,
+                    latency_us=round(elapsed * 1e6, 1),
+                )
+            return
+        code = code_name(status) if status is not None else "UNKNOWN"
+        self._metrics.requests.labels(method, code, "").inc()
+        log.info(
+            "rejected",
+            method=method,
+            terminal_id=request.terminal_id[:64],
+            transaction_id=request.transaction_id[:64],
+            code=code,
+            message=status.message if status is not None else "",
+            latency_us=round(elapsed * 1e6, 1),
+        )
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def code_name(status: status_pb2.Status) -> str:
+    return _CODE_NAMES.get(status.code, "UNKNOWN")

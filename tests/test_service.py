@@ -1,0 +1,343 @@
+"""The gateway over real gRPC on loopback: answers, validation, idempotency, restarts."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from fraudscreen.transport.server import Gateway
+from fraudscreen.v1 import screening_pb2 as pb
+from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
+from tests.service_support import (
+    PANS,
+    gateway_config,
+    running_gateway,
+    screen_request,
+    stub_for,
+)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, small_bundle_path: Path) -> Iterator[Gateway]:
+    with running_gateway(gateway_config(tmp_path, small_bundle_path)) as gw:
+        yield gw
+
+
+@pytest.fixture
+def stub(gateway: Gateway) -> Iterator[pb_grpc.ScreeningStub]:
+    channel, stub = stub_for(gateway)
+    with channel:
+        yield stub
+
+
+def bad_fields(error: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    fields: dict[str, str] = {}
+    for detail in status.details:
+        request = error_details_pb2.BadRequest()
+        if detail.Unpack(request):
+            fields.update({v.field: v.description for v in request.field_violations})
+    return fields
+
+
+def test_screen_answers_with_model_version(gateway: Gateway, stub: pb_grpc.ScreeningStub) -> None:
+    response = stub.Screen(screen_request(), timeout=5)
+    assert response.decision in (pb.DECISION_APPROVE, pb.DECISION_REVIEW, pb.DECISION_DECLINE)
+    assert 0.0 <= response.score <= 1.0
+    assert response.model_version.startswith("test-")
+    assert not response.stand_in
+    assert not response.replayed
+    assert (response.transaction_id, response.terminal_id) == ("tx-1", "T1")
+
+
+def test_non_approvals_carry_reasons(tmp_path: Path, small_bundle_path: Path) -> None:
+    config = gateway_config(
+        tmp_path,
+        small_bundle_path,
+        {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0", "FRAUDSCREEN_POLICY_DECLINE_THRESHOLD": "1"},
+    )
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            response = stub.Screen(screen_request(amount_minor=99_999), timeout=5)
+    assert response.decision == pb.DECISION_REVIEW
+    assert response.reasons
+    assert all(r.code and r.feature and r.contribution > 0 for r in response.reasons)
+
+
+def test_hard_rules_decline_with_their_reason(tmp_path: Path, small_bundle_path: Path) -> None:
+    config = gateway_config(
+        tmp_path, small_bundle_path, {"FRAUDSCREEN_POLICY_DECLINE_ABOVE_MINOR": "100000"}
+    )
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            response = stub.Screen(screen_request(amount_minor=100_001), timeout=5)
+    assert response.decision == pb.DECISION_DECLINE
+    assert response.reasons[0].code == "AMOUNT_OVER_LIMIT"
+
+
+def test_stream_answers_each_request_in_order(stub: pb_grpc.ScreeningStub) -> None:
+    requests = [screen_request(f"s-{i}", pan=PANS[i % 4]) for i in range(50)]
+    requests[7].currency = "usd"  # one bad item must not end the stream
+    replies = list(stub.ScreenStream(iter(requests), timeout=10))
+    assert [r.transaction_id for r in replies] == [r.transaction_id for r in requests]
+    assert replies[7].HasField("error")
+    assert replies[7].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert all(r.HasField("response") for i, r in enumerate(replies) if i != 7)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"transaction_id": ""}, "transaction_id"),
+        ({"transaction_id": "has space"}, "transaction_id"),
+        ({"terminal_id": "x" * 65}, "terminal_id"),
+        ({"pan": "4000000000000001"}, "pan"),  # Luhn fails
+        ({"pan": "4000-0000"}, "pan"),
+        ({"amount_minor": -1}, "amount_minor"),
+        ({"amount_minor": 10**13}, "amount_minor"),
+        ({"currency": "EURO"}, "currency"),
+        ({"currency": "USD"}, "currency"),  # not accepted at this site
+        ({"seconds": 0}, "timestamp"),  # 1970: too old
+        ({"seconds": int(time.time()) + 3600}, "timestamp"),  # future
+        ({"mcc": 0}, "merchant_category_code"),
+        ({"mcc": 10_000}, "merchant_category_code"),
+        ({"entry_mode": 42}, "entry_mode"),
+    ],
+)
+def test_each_invalid_field_is_named(
+    stub: pb_grpc.ScreeningStub, change: dict[str, object], field: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Screen(screen_request(**change), timeout=5)  # type: ignore[arg-type]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = bad_fields(caught.value)
+    assert field in fields
+    assert PANS[0] not in str(fields) and "4000000000000001" not in str(caught.value.details())
+
+
+def test_missing_timestamp_and_all_bad_fields_at_once(stub: pb_grpc.ScreeningStub) -> None:
+    request = pb.ScreenRequest(transaction_id="ok", terminal_id="", pan="12", currency="")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Screen(request, timeout=5)
+    assert set(bad_fields(caught.value)) >= {"terminal_id", "pan", "currency", "timestamp"}
+
+
+def test_retry_returns_first_answer_and_counts_once(
+    gateway: Gateway, stub: pb_grpc.ScreeningStub
+) -> None:
+    first = stub.Screen(screen_request("r-1", amount_minor=5000), timeout=5)
+    again = stub.Screen(screen_request("r-1", amount_minor=5000), timeout=5)
+    assert again.replayed and not first.replayed
+    assert (again.decision, again.score, again.model_version) == (
+        first.decision,
+        first.score,
+        first.model_version,
+    )
+    after = stub.Screen(screen_request("r-2", amount_minor=5000), timeout=5)
+    assert not after.replayed
+    gateway.journal.flush()
+    record = gateway.journal.find_transaction("T1", "r-2")
+    assert record is not None
+    # the card was seen twice (r-1 once, r-2), not three times
+    assert record.features[3] == 2.0  # CUSTOMER_ID_NB_TX_1DAY_WINDOW
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Screen(screen_request("r-1", amount_minor=7000), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_concurrent_retries_get_one_answer(stub: pb_grpc.ScreeningStub) -> None:
+    answers: list[pb.ScreenResponse] = []
+    request = screen_request("c-1")
+
+    def call() -> None:
+        answers.append(stub.Screen(request, timeout=5))
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 8
+    assert sum(not a.replayed for a in answers) == 1
+    assert len({a.score for a in answers}) == 1
+
+
+def test_restart_with_same_journal_gives_same_features(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    config = gateway_config(tmp_path, small_bundle_path)
+    now = int(time.time()) - 3600
+    history = [
+        screen_request(
+            f"h-{i}",
+            pan=PANS[i % 2],
+            terminal_id=f"T{i % 3}",
+            amount_minor=1000 + 37 * i,
+            seconds=now + 60 * i,
+        )
+        for i in range(40)
+    ]
+    probe = screen_request("probe", pan=PANS[0], terminal_id="T1", seconds=now + 60 * 41)
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            for request in history:
+                stub.Screen(request, timeout=5)
+            stub.ReportOutcome(
+                pb.ReportOutcomeRequest(
+                    transaction_id="h-4", terminal_id="T1", outcome=pb.OUTCOME_CHARGEBACK
+                ),
+                timeout=5,
+            )
+        before = gw.engine.store.add(gw.validator.transaction(probe))
+    with running_gateway(config) as gw:
+        after = gw.engine.store.add(gw.validator.transaction(probe))
+        channel, stub = stub_for(gw)
+        with channel:  # answers survive the restart too
+            again = stub.Screen(history[5], timeout=5)
+    assert before == after
+    assert again.replayed
+
+
+def test_report_outcome(stub: pb_grpc.ScreeningStub) -> None:
+    stub.Screen(screen_request("o-1"), timeout=5)
+    known = stub.ReportOutcome(
+        pb.ReportOutcomeRequest(
+            transaction_id="o-1", terminal_id="T1", outcome=pb.OUTCOME_CONFIRMED_FRAUD
+        ),
+        timeout=5,
+    )
+    assert known.recorded and known.known_transaction
+    unknown = stub.ReportOutcome(
+        pb.ReportOutcomeRequest(
+            transaction_id="never", terminal_id="T1", outcome=pb.OUTCOME_CHARGEBACK
+        ),
+        timeout=5,
+    )
+    assert unknown.recorded and not unknown.known_transaction
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReportOutcome(
+            pb.ReportOutcomeRequest(transaction_id="o-1", terminal_id="T1"), timeout=5
+        )
+    assert "outcome" in bad_fields(caught.value)
+
+
+def test_random_bytes_and_fuzzed_messages_never_crash(
+    gateway: Gateway, stub: pb_grpc.ScreeningStub
+) -> None:
+    rng = random.Random(7)
+    channel = grpc.insecure_channel(f"127.0.0.1:{gateway.port}")
+    raw = channel.unary_unary(
+        "/fraudscreen.v1.Screening/Screen",
+        request_serializer=bytes,
+        response_deserializer=pb.ScreenResponse.FromString,
+    )
+    valid = screen_request("fuzz").SerializeToString()
+    codes = set()
+    for i in range(300):
+        if i % 2:
+            payload = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+        else:
+            mutated = bytearray(valid)
+            for _ in range(rng.randint(1, 6)):
+                mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
+            payload = bytes(mutated)
+        try:
+            raw(payload, timeout=5)
+            codes.add("OK")
+        except grpc.RpcError as exc:
+            codes.add(exc.code().name)
+    channel.close()
+    assert codes <= {"OK", "INVALID_ARGUMENT", "ALREADY_EXISTS"}, codes
+    assert "INVALID_ARGUMENT" in codes
+    # still healthy and answering
+    assert stub.Screen(screen_request("after-fuzz"), timeout=5).decision
+
+
+def test_health_reflection_and_metrics(gateway: Gateway, stub: pb_grpc.ScreeningStub) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{gateway.port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "fraudscreen.v1.Screening"):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    listing = next(
+        iter(
+            reflection.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+        )
+    )
+    names = {s.name for s in listing.list_services_response.service}
+    assert "fraudscreen.v1.Screening" in names
+    stub.Screen(screen_request("m-1"), timeout=5)
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
+    assert 'fraudscreen_requests_total{code="OK"' in text
+    assert "fraudscreen_request_latency_seconds_bucket" in text
+    assert "fraudscreen_journal_queue_depth" in text
+    assert 'fraudscreen_model_info{predictor="native"' in text
+    assert "fraudscreen_stand_in_active 0.0" in text
+    channel.close()
+
+
+def test_stand_in_when_no_model_loads(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path, tmp_path / "no-such-bundle")
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            small = stub.Screen(screen_request("s-1", amount_minor=1_000), timeout=5)
+            large = stub.Screen(screen_request("s-2", amount_minor=50_000), timeout=5)
+        assert gw.engine.stand_in_active
+    assert small.stand_in and small.decision == pb.DECISION_APPROVE
+    assert large.stand_in and large.decision == pb.DECISION_REVIEW
+    assert large.reasons[0].code == "STAND_IN"
+    assert large.model_version == "stand-in"
+
+
+def test_overload_answers_resource_exhausted(tmp_path: Path, small_bundle_path: Path) -> None:
+    config = gateway_config(
+        tmp_path, small_bundle_path, {"FRAUDSCREEN_SERVER_MAX_CONCURRENT_RPCS": "2"}
+    )
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        hold = threading.Event()
+
+        def slow_requests() -> Iterator[pb.ScreenRequest]:
+            yield screen_request(f"hold-{threading.get_ident()}")
+            hold.wait(10)
+
+        streams = [stub.ScreenStream(slow_requests(), timeout=20) for _ in range(2)]
+        for stream in streams:
+            next(iter(stream))  # both streams are now in flight
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Screen(screen_request("overflow"), timeout=5)
+        hold.set()
+        for stream in streams:
+            list(stream)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert stub.Screen(screen_request("after"), timeout=5).decision
+        channel.close()
+
+
+def test_deadline_is_honoured(stub: pb_grpc.ScreeningStub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Screen(screen_request("late"), timeout=0.000001)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

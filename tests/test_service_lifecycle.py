@@ -1,0 +1,252 @@
+"""Gateway lifecycle and security: health transitions, SIGTERM drain, TLS/mTLS, no PAN
+anywhere on disk, in logs or in metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fraudscreen.transport.server import Gateway
+from fraudscreen.v1 import screening_pb2 as pb
+from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
+from tests.service_support import PANS, gateway_config, running_gateway, screen_request
+from tests.tls_material import make_tls_files
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_health_goes_not_serving_ready_serving_then_draining(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    gateway = Gateway(gateway_config(tmp_path, small_bundle_path))
+    port = gateway.listen()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    health = health_pb2_grpc.HealthStub(channel)
+    stub = pb_grpc.ScreeningStub(channel)
+    check = health_pb2.HealthCheckRequest(service="fraudscreen.v1.Screening")
+    assert health.Check(check, timeout=5).status == NOT_SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Screen(screen_request(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    gateway.become_ready()
+    assert health.Check(check, timeout=5).status == SERVING
+    seen: list[int] = []
+    watch = health.Watch(check, timeout=10)
+
+    def follow() -> None:
+        with contextlib.suppress(grpc.RpcError):  # the server closes it when it stops
+            seen.extend(r.status for r in watch)
+
+    watcher = threading.Thread(target=follow)
+    watcher.start()
+    time.sleep(0.2)
+    gateway.stop(grace=0.5)
+    watcher.join(timeout=10)
+    assert seen[:2] == [SERVING, NOT_SERVING]
+    channel.close()
+
+
+def _start_process(
+    tmp_path: Path, bundle: Path, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int, int, list[str]]:
+    env = {
+        **os.environ,
+        "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
+        "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
+        "FRAUDSCREEN_SITE_KEY_FILE": str(tmp_path / "site.key"),
+        "FRAUDSCREEN_JOURNAL_PATH": str(tmp_path / "journal.sqlite3"),
+        "FRAUDSCREEN_MODEL_BUNDLE": str(bundle),
+        "FRAUDSCREEN_SERVER_GRACE_SECONDS": "5",
+        **(extra or {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fraudscreen", "serve"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    port = metrics_port = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("event") == "gateway.listening":
+            port = event["port"]
+        if event.get("event") == "metrics.listening":
+            metrics_port = event["port"]
+        if event.get("event") == "gateway.ready":
+            break
+    assert port, "".join(lines)
+    return process, port, metrics_port, lines
+
+
+def _drain_logs(process: subprocess.Popen[str], lines: list[str]) -> str:
+    assert process.stderr is not None
+    lines.extend(process.stderr.readlines())
+    return "".join(lines)
+
+
+def test_sigterm_drains_in_flight_calls(tmp_path: Path, small_bundle_path: Path) -> None:
+    process, port, _, lines = _start_process(tmp_path, small_bundle_path)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = pb_grpc.ScreeningStub(channel)
+        signalled = threading.Event()
+
+        def requests() -> Iterator[pb.ScreenRequest]:
+            yield screen_request("d-0")
+            signalled.wait(10)
+            time.sleep(0.5)  # the server is draining now
+            for i in range(1, 20):
+                yield screen_request(f"d-{i}")
+
+        stream = stub.ScreenStream(requests(), timeout=30)
+        first = next(iter(stream))
+        process.send_signal(signal.SIGTERM)
+        signalled.set()
+        rest = list(stream)
+        assert first.HasField("response")
+        assert len(rest) == 19
+        assert all(r.HasField("response") for r in rest)
+        with pytest.raises(grpc.RpcError) as caught:  # no new calls while draining
+            stub.Screen(screen_request("late"), timeout=2)
+        assert caught.value.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+        assert process.wait(timeout=30) == 0
+        channel.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    logs = _drain_logs(process, lines)
+    assert '"gateway.draining"' in logs
+    assert '"gateway.stopped"' in logs
+
+
+def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Path) -> None:
+    process, port, metrics_port, lines = _start_process(
+        tmp_path, small_bundle_path, {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0"}
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ScreeningStub(channel)
+            for i, pan in enumerate(PANS * 5):
+                stub.Screen(screen_request(f"p-{i}", pan=pan), timeout=5)
+            for bad in ("4000000000000001", "40000000000000021234"):  # bad Luhn, too long
+                with pytest.raises(grpc.RpcError):
+                    stub.Screen(screen_request("bad", pan=bad), timeout=5)
+            with pytest.raises(grpc.RpcError):  # a PAN where an id belongs still isn't logged
+                stub.Screen(screen_request(PANS[1] + "!", pan=PANS[1]), timeout=5)
+            stub.ReportOutcome(
+                pb.ReportOutcomeRequest(
+                    transaction_id="p-1", terminal_id="T1", outcome=pb.OUTCOME_CHARGEBACK
+                ),
+                timeout=5,
+            )
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    logs = _drain_logs(process, lines)
+    assert '"screened"' in logs  # request logging was on
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
+    assert len(stored) > 10_000
+    for pan in (*PANS, "4000000000000001", "40000000000000021234"):
+        assert pan not in logs
+        assert pan not in metrics
+        assert pan.encode() not in stored
+    assert oct((tmp_path / "site.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "journal.sqlite3").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def _secure_stub(
+    port: int, ca: Path, cert: Path | None = None, key: Path | None = None
+) -> tuple[grpc.Channel, pb_grpc.ScreeningStub]:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+    channel = grpc.secure_channel(f"localhost:{port}", credentials)
+    return channel, pb_grpc.ScreeningStub(channel)
+
+
+def test_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # type: ignore[no-untyped-def]
+    config = gateway_config(
+        tmp_path,
+        small_bundle_path,
+        {
+            "FRAUDSCREEN_SERVER_TLS_CERT_FILE": str(tls.server_cert),
+            "FRAUDSCREEN_SERVER_TLS_KEY_FILE": str(tls.server_key),
+        },
+    )
+    with running_gateway(config) as gw:
+        channel, stub = _secure_stub(gw.port, tls.ca_cert)
+        with channel:
+            assert stub.Screen(screen_request(), timeout=5).decision
+        with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as plain:
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.ScreeningStub(plain).Screen(screen_request("x"), timeout=3)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mutual_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # type: ignore[no-untyped-def]
+    config = gateway_config(
+        tmp_path,
+        small_bundle_path,
+        {
+            "FRAUDSCREEN_SERVER_TLS_CERT_FILE": str(tls.server_cert),
+            "FRAUDSCREEN_SERVER_TLS_KEY_FILE": str(tls.server_key),
+            "FRAUDSCREEN_SERVER_TLS_CLIENT_CA_FILE": str(tls.ca_cert),
+            "FRAUDSCREEN_METRICS_TLS_CERT_FILE": str(tls.server_cert),
+            "FRAUDSCREEN_METRICS_TLS_KEY_FILE": str(tls.server_key),
+        },
+    )
+    with running_gateway(config) as gw:
+        channel, stub = _secure_stub(gw.port, tls.ca_cert, tls.client_cert, tls.client_key)
+        with channel:
+            assert stub.Screen(screen_request(), timeout=5).decision
+        for cert, key in ((None, None), (tls.other_client_cert, tls.other_client_key)):
+            channel, stub = _secure_stub(gw.port, tls.ca_cert, cert, key)
+            with channel, pytest.raises(grpc.RpcError) as caught:
+                stub.Screen(screen_request("y"), timeout=3)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(tls.ca_cert))
+        page = urllib.request.urlopen(
+            f"https://localhost:{gw.metrics_port}/metrics", timeout=5, context=context
+        )
+        assert b"fraudscreen_requests_total" in page.read()
