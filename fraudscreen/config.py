@@ -82,6 +82,7 @@ _ENV_FALSE = frozenset({"false", "0", "no"})
 _DEFAULT_SOURCE = "default"
 
 Durability = Literal["normal", "full"]
+PredictorChoice = Literal["native", "lightgbm"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 RequestLogging = Literal["all", "non_approve"]
@@ -306,8 +307,10 @@ class ModelConfig:
     bundle: Path = DEFAULT_BUNDLE
     compiler: str = "gcc"
     cache_dir: Path | None = None  # None: $FRAUDSCREEN_CACHE_DIR, else ~/.cache/fraudscreen
+    predictor: PredictorChoice = "native"
 
     def __post_init__(self) -> None:
+        _check_choice("predictor", self.predictor, PredictorChoice)
         _check(
             self.compiler.strip() != "" and self.compiler == self.compiler.strip(),
             f"{self.compiler!r} must be a compiler command or path (e.g. 'gcc')",
@@ -829,6 +832,9 @@ compiler = "gcc"
 # Where compiled models are cached; "" means $FRAUDSCREEN_CACHE_DIR, else
 # ~/.cache/fraudscreen/compiled.
 cache_dir = ""
+# "native": the compiled model (falls back to LightGBM, loudly, without a compiler);
+# "lightgbm": LightGBM's own predictor, e.g. as the baseline in benchmarks.
+predictor = "native"
 
 [policy]
 # Score thresholds overriding the model bundle's (0..1, review <= decline); unset: the bundle's.

@@ -24,7 +24,7 @@ from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, OutcomeRecord, ScreenedRecord
 from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
-from fraudscreen.model.predictor import Explainer, Predictor
+from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
 from fraudscreen.transaction import Outcome, Transaction
 
@@ -49,11 +49,20 @@ class ActiveModel:
 
     @classmethod
     def from_bundle(
-        cls, bundle: Bundle, policy: Policy, options: CompileOptions | None = None
+        cls,
+        bundle: Bundle,
+        policy: Policy,
+        options: CompileOptions | None = None,
+        *,
+        native: bool = True,
     ) -> ActiveModel:
+        """`native=False` scores with LightGBM itself (the benchmark baseline)."""
+        width = len(bundle.manifest.features)
         return cls(
             version=bundle.model_version,
-            predictor=load_predictor(bundle, options),
+            predictor=load_predictor(bundle, options)
+            if native
+            else LightGBMPredictor(bundle.model_text, width),
             explainer=load_explainer(bundle, options),
             thresholds=policy.thresholds(bundle.manifest.thresholds),
         )

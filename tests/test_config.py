@@ -131,6 +131,7 @@ listen = ""
 [model]
 bundle = "/srv/models/current"
 compiler = "clang"
+predictor = "lightgbm"
 cache_dir = "/srv/cache"
 
 [policy]
@@ -172,6 +173,7 @@ FULL_EXPECTED: dict[str, object] = {
     "metrics.listen": "",
     "model.bundle": Path("/srv/models/current"),
     "model.compiler": "clang",
+    "model.predictor": "lightgbm",
     "model.cache_dir": Path("/srv/cache"),
     "policy.review_threshold": 0.25,
     "policy.decline_threshold": 0.75,
@@ -367,6 +369,7 @@ INVALID = [
     ("server.grace_seconds", "nan", "must be >= 0 and <= 600, got nan"),
     ("metrics.listen", '"localhost"', "'localhost' is not host:port"),
     ("model.compiler", '""', "must be a compiler command"),
+    ("model.predictor", '"gpu"', "expected one of 'native', 'lightgbm'"),
     ("model.compiler", '" gcc"', "must be a compiler command"),
     ("policy.review_threshold", "1.5", "must be >= 0 and <= 1, got 1.5"),
     ("policy.review_threshold", "-0.1", "must be >= 0 and <= 1"),
@@ -554,7 +557,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 37
+    assert len(set(names)) == len(names) == 38
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

@@ -183,7 +183,9 @@ class Gateway:
         )
         try:
             bundle = load_bundle(self.config.model.bundle)
-            model = ActiveModel.from_bundle(bundle, self.policy, options)
+            model = ActiveModel.from_bundle(
+                bundle, self.policy, options, native=self.config.model.predictor == "native"
+            )
         except (BundleError, OSError, ValueError) as exc:
             log.error(
                 "model.unavailable_stand_in_active",
