@@ -80,12 +80,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from fraudscreen.model.bundle import load_bundle
-    from fraudscreen.model.compile import CompileOptions, compile_bundle
+    from fraudscreen.model.compile import CompileOptions, compile_bundle, load_explainer
 
     bundle = load_bundle(args.bundle)
-    compiled = compile_bundle(
-        bundle, CompileOptions(compiler=args.compiler, cache_dir=args.cache_dir)
-    )
+    options = CompileOptions(compiler=args.compiler, cache_dir=args.cache_dir)
+    compiled = compile_bundle(bundle, options)
+    explainer = load_explainer(bundle, options)
+    print(f"reason codes: {explainer.kind} explainer")
     source = "cache" if compiled.from_cache else "fresh build"
     print(
         f"{bundle.model_version}: {compiled.library} ({source}, {compiled.seconds:.1f} s); "
@@ -145,6 +146,33 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         key_file=args.key_file,
     )
     return run(args.history, options)
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the gateway reports SERVING; used by the Docker HEALTHCHECK."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if args.ca_file is not None:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=args.ca_file.read_bytes(),
+            private_key=args.key_file.read_bytes() if args.key_file else None,
+            certificate_chain=args.cert_file.read_bytes() if args.cert_file else None,
+        )
+        channel = grpc.secure_channel(args.target, credentials)
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{args.target} {args.service or '(server)'}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def _add_common_history(parser: argparse.ArgumentParser) -> None:
@@ -226,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tok.add_argument("--config", type=Path, default=None)
     tok.set_defaults(handler=_cmd_tokenize)
+
+    hc = verbs.add_parser("health", help="gRPC health check of a gateway (exit 0 if SERVING)")
+    hc.add_argument("--target", default="127.0.0.1:50051")
+    hc.add_argument("--service", default="fraudscreen.v1.Screening")
+    hc.add_argument("--timeout", type=float, default=3.0)
+    hc.add_argument("--ca-file", type=Path, default=None)
+    hc.add_argument("--cert-file", type=Path, default=None)
+    hc.add_argument("--key-file", type=Path, default=None)
+    hc.set_defaults(handler=_cmd_health)
 
     rep = verbs.add_parser("replay", help="stream simulated terminal traffic at a gateway")
     rep.add_argument("--target", default="127.0.0.1:50051", help="gateway host:port")

@@ -58,8 +58,10 @@ class ActiveModel:
     ) -> ActiveModel:
         """`native=False` scores with LightGBM itself (the benchmark baseline)."""
         width = len(bundle.manifest.features)
+        schema = bundle.bin_schema
         return cls(
             version=bundle.model_version,
+            transform=schema.transform if schema is not None and bundle.reads_bin_codes else None,
             predictor=load_predictor(bundle, options)
             if native
             else LightGBMPredictor(bundle.model_text, width),

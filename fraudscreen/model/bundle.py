@@ -3,7 +3,9 @@
     model.txt      LightGBM model text
     golden.json    rows (missing = null) with LightGBM's scores, for compile parity
     manifest.json  format version, model version, feature names in order, thresholds,
-                   training summary, metrics, bin schema (if any), sha256 of every file
+                   training summary, metrics, bin schema (what gateways aggregate with;
+                   and, with model_input "bin_codes", what the model reads), sha256 of
+                   every file
     manifest.sig   Ed25519 signature of manifest.json (signed releases only)
 
 Loading re-hashes every file and refuses anything that does not match the code that will
@@ -25,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from fraudscreen.features.definitions import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from fraudscreen.privacy.binning import BinSchema
 
 BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.txt"
 GOLDEN_FILE = "golden.json"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
+
+MODEL_INPUT_RAW = "raw"  # the model reads the feature values
+MODEL_INPUT_BIN_CODES = "bin_codes"  # trained from aggregates: reads the bin schema's codes
 
 _MISSING_TYPE_ZERO = 1  # LightGBM decision_type bits 2-3: 0 none, 1 zero, 2 NaN
 
@@ -86,6 +92,7 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     bin_schema: dict[str, Any] | None = None
     created_at: str = ""
+    model_input: str = MODEL_INPUT_RAW
     format_version: int = BUNDLE_FORMAT_VERSION
     feature_schema_version: int = FEATURE_SCHEMA_VERSION
 
@@ -99,6 +106,7 @@ class Manifest:
             "training": self.training,
             "metrics": self.metrics,
             "bin_schema": self.bin_schema,
+            "model_input": self.model_input,
             "created_at": self.created_at,
             "files": dict(sorted(self.files.items())),
         }
@@ -117,6 +125,7 @@ class Manifest:
                 training=dict(data.get("training") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 bin_schema=data.get("bin_schema"),
+                model_input=str(data.get("model_input", MODEL_INPUT_RAW)),
                 created_at=str(data.get("created_at", "")),
                 files={str(k): str(v) for k, v in data["files"].items()},
             )
@@ -138,6 +147,11 @@ class Bundle:
     manifest: Manifest
     model_text: str
     golden: GoldenRows
+    bin_schema: BinSchema | None = None
+
+    @property
+    def reads_bin_codes(self) -> bool:
+        return self.manifest.model_input == MODEL_INPUT_BIN_CODES
 
     @property
     def model_version(self) -> str:
@@ -187,7 +201,26 @@ def load_bundle(path: Path, *, expected_features: Sequence[str] | None = None) -
     golden = GoldenRows.from_json(json.loads((path / GOLDEN_FILE).read_text()))
     if any(len(row) != len(expected) for row in golden.rows):
         raise BundleError(f"{path}: golden rows do not have {len(expected)} values each")
-    return Bundle(path=path, manifest=manifest, model_text=model_text, golden=golden)
+    schema = _bin_schema(path, manifest, expected)
+    return Bundle(
+        path=path, manifest=manifest, model_text=model_text, golden=golden, bin_schema=schema
+    )
+
+
+def _bin_schema(path: Path, manifest: Manifest, features: Sequence[str]) -> BinSchema | None:
+    if manifest.model_input not in (MODEL_INPUT_RAW, MODEL_INPUT_BIN_CODES):
+        raise BundleError(f"{path}: unknown model_input {manifest.model_input!r}")
+    if manifest.bin_schema is None:
+        if manifest.model_input == MODEL_INPUT_BIN_CODES:
+            raise BundleError(f"{path}: model reads bin codes but the bundle has no bin schema")
+        return None
+    try:
+        schema = BinSchema.from_json(manifest.bin_schema)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: bin schema is malformed ({exc}); rebuild the bundle") from exc
+    if schema.features != tuple(features):
+        raise BundleError(f"{path}: bin schema lists other features than the model")
+    return schema
 
 
 def check_model_text(model_text: str, num_features: int, *, where: str) -> None:
@@ -227,6 +260,7 @@ def write_bundle(
     metrics: dict[str, Any],
     created_at: str,
     bin_schema: dict[str, Any] | None = None,
+    model_input: str = MODEL_INPUT_RAW,
     features: Sequence[str] = FEATURE_NAMES,
 ) -> Manifest:
     """Write a bundle directory (replacing its files); the manifest hashes what was written."""
@@ -244,6 +278,7 @@ def write_bundle(
         training=training,
         metrics=metrics,
         bin_schema=bin_schema,
+        model_input=model_input,
         created_at=created_at,
     )
     _atomic_write(path / MANIFEST_FILE, manifest.encode())

@@ -27,6 +27,7 @@ from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import GoldenRows, Manifest, Thresholds, write_bundle
 from fraudscreen.model.evaluate import ProtocolPeriods, compute_metrics, day_mask, evaluation_mask
+from fraudscreen.privacy.binning import BinSchema
 
 log = structlog.get_logger(__name__)
 
@@ -196,6 +197,7 @@ def train_bundle(
         training=training,
         metrics=metrics,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        bin_schema=BinSchema.default().to_json(),
     )
     log.info("train.bundle_written", path=str(out_dir), model_version=version)
     return TrainingResult(manifest, final, features)

@@ -240,3 +240,70 @@ def release_counts(exact: Mapping[CountKey, int], params: ReleaseParameters) -> 
             f"release iff noisy > {threshold} (opendp threshold {threshold + 1}, see #2922)"
         ),
     )
+
+
+# -- cell tables: DP selection of cells on totals, then noisy fraud counts ------------------
+
+
+@dataclass(frozen=True)
+class NoisyTable:
+    """A released (site, period) table: per released cell, noisy total and noisy fraud count.
+
+    Fraud counts are NOT thresholded (fraud is rare: a threshold would erase it); they carry
+    unbiased discrete Laplace noise and may be negative. Sum across batches first, clamp last.
+    """
+
+    cells: dict[Cell, tuple[int, int]]  # cell -> (noisy total, noisy fraud)
+    epsilon: float
+    delta: float
+    total_scale: float
+    fraud_scale: float
+    threshold: int
+    mechanism: str
+
+
+def _fraud_measurement(scale: float, size: int) -> Any:
+    _opendp_ready()
+    domain = dp.vector_domain(dp.atom_domain(T=dp.i64), size=size)
+    return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=scale)
+
+
+def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParameters) -> NoisyTable:
+    """Release a cell table (cell -> (n_genuine, n_fraud)) with (epsilon, delta)-DP per card.
+
+    Half the epsilon selects cells by their noisy total (the thresholded mechanism above, so
+    the set of populated cells is protected); the other half adds discrete Laplace noise to
+    the fraud counts of the selected cells. A card moves at most m transactions, so the
+    fraud vector changes by at most m in L1. Basic composition: epsilon adds, delta comes
+    from the selection. Fresh noise on every call (see `release_counts`).
+    """
+    half = ReleaseParameters(params.epsilon / 2, params.delta, params.max_contributions)
+    totals: dict[CountKey, int] = {}
+    frauds: dict[Cell, int] = {}
+    for cell, (genuine, fraud) in exact.items():
+        if genuine < 0 or fraud < 0:
+            raise ValueError(f"exact: negative count in cell {cell!r}")
+        totals[(tuple(cell), 0)] = genuine + fraud
+        frauds[tuple(cell)] = fraud
+    selected = release_counts(totals, half)
+    cells = sorted(cell for cell, _ in selected.counts)
+    m = params.max_contributions
+    fraud_scale = m / half.epsilon
+    noisy_fraud: list[int] = []
+    fraud_epsilon = 0.0
+    if cells:
+        measurement = _fraud_measurement(fraud_scale, len(cells))
+        fraud_epsilon = float(measurement.map(m))
+        noisy_fraud = [int(v) for v in measurement([frauds[c] for c in cells])]
+    return NoisyTable(
+        cells={c: (selected.counts[(c, 0)], f) for c, f in zip(cells, noisy_fraud, strict=True)},
+        epsilon=selected.epsilon + fraud_epsilon,
+        delta=selected.delta,
+        total_scale=selected.scale,
+        fraud_scale=fraud_scale,
+        threshold=selected.threshold,
+        mechanism=(
+            f"totals: {selected.mechanism}; frauds: opendp {version('opendp')} discrete "
+            f"laplace scale {fraud_scale:g} on selected cells, l1={m}"
+        ),
+    )

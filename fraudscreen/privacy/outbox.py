@@ -1,0 +1,231 @@
+"""Privacy ledger and sync outbox, in the gateway's SQLite file.
+
+A period is noised exactly once: the noisy table, the epsilon it spent and the outbox row
+that will carry it to the hub are written in ONE SQLite transaction, after checking the
+site's budget. Retries resend the stored payload; they never draw fresh noise. Batch ids
+are deterministic (site, period, schema, mechanism), so the hub can upsert on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fraudscreen.privacy.aggregate import Period
+from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.release import Cell, NoisyTable, ReleaseParameters, release_table
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS privacy_ledger (
+    seq INTEGER PRIMARY KEY,
+    batch_id TEXT NOT NULL UNIQUE,
+    period TEXT NOT NULL,
+    schema_hash TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (period, schema_hash)
+);
+CREATE TABLE IF NOT EXISTS sync_outbox (
+    batch_id TEXT PRIMARY KEY,
+    period TEXT NOT NULL,
+    schema_hash TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at REAL,
+    last_error TEXT,
+    sent_at REAL
+);
+"""
+
+
+class BudgetExhaustedError(RuntimeError):
+    """Releasing would spend more epsilon than the site's budget allows."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    batch_id: str
+    period: str
+    payload: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    sent_at: float | None
+
+
+@dataclass(frozen=True)
+class LedgerStatus:
+    spent: float
+    budget: float
+    periods: int
+    pending: int
+    sent: int
+    last_error: str | None
+    oldest_pending_period: str | None
+
+
+def batch_id(site_id: str, period: str, schema_hash: str, params: ReleaseParameters) -> str:
+    parts = [
+        site_id,
+        period,
+        schema_hash,
+        repr(params.epsilon),
+        repr(params.delta),
+        str(params.max_contributions),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def encode_payload(
+    site_id: str, batch: str, period: Period, schema: BinSchema, table: NoisyTable
+) -> dict[str, Any]:
+    """The batch as it will cross the wire: codes and noisy counts, nothing else."""
+    return {
+        "site_id": site_id,
+        "batch_id": batch,
+        "period": period.name,
+        "period_days": (period.end - period.start) // 86_400,
+        "schema_hash": schema.hash,
+        "epsilon": table.epsilon,
+        "delta": table.delta,
+        "mechanism": table.mechanism,
+        "cells": [
+            [list(cell), total, fraud] for cell, (total, fraud) in sorted(table.cells.items())
+        ],
+    }
+
+
+class PrivacyOutbox:
+    """Ledger + outbox tables; one short-lived connection per operation."""
+
+    def __init__(self, path: Path, *, budget: float) -> None:
+        self.path = Path(path)
+        self.budget = budget
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def released(self, period: str, schema_hash: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM privacy_ledger WHERE period = ? AND schema_hash = ?",
+                (period, schema_hash),
+            ).fetchone()
+        return row is not None
+
+    def release(
+        self,
+        site_id: str,
+        period: Period,
+        schema: BinSchema,
+        params: ReleaseParameters,
+        exact: Callable[[], dict[Cell, tuple[int, int]]],
+    ) -> str | None:
+        """Noise and store one period, once. Returns the batch id, or None if the period
+        was already released. Raises BudgetExhaustedError past the budget."""
+        batch = batch_id(site_id, period.name, schema.hash, params)
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute(
+                    "SELECT 1 FROM privacy_ledger WHERE period = ? AND schema_hash = ?",
+                    (period.name, schema.hash),
+                ).fetchone():
+                    conn.execute("ROLLBACK")
+                    return None
+                spent = conn.execute(
+                    "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger"
+                ).fetchone()[0]
+                if spent + params.epsilon > self.budget + 1e-12:
+                    raise BudgetExhaustedError(
+                        f"privacy budget exhausted: spent epsilon {spent:g} of {self.budget:g}; "
+                        f"releasing {period.name} needs {params.epsilon:g} more. Nothing more "
+                        "leaves this site until an operator raises privacy.epsilon_budget "
+                        "(a deliberate decision: see README, Privacy)"
+                    )
+                table = release_table(exact(), params)
+                payload = encode_payload(site_id, batch, period, schema, table)
+                now = time.time()
+                conn.execute(
+                    "INSERT INTO privacy_ledger (batch_id, period, schema_hash, epsilon, delta,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (batch, period.name, schema.hash, table.epsilon, table.delta, now),
+                )
+                conn.execute(
+                    "INSERT INTO sync_outbox (batch_id, period, schema_hash, payload, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (batch, period.name, schema.hash, json.dumps(payload), now),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return batch
+
+    def pending(self, limit: int = 100) -> list[OutboxEntry]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT batch_id, period, payload, attempts, last_error, sent_at FROM sync_outbox"
+                " WHERE sent_at IS NULL ORDER BY period, batch_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [OutboxEntry(b, p, json.loads(pl), a, e, s) for b, p, pl, a, e, s in rows]
+
+    def mark_sent(self, batch: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE sync_outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL,"
+                " last_attempt_at = ? WHERE batch_id = ?",
+                (time.time(), time.time(), batch),
+            )
+
+    def mark_failed(self, batch: str, error: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?,"
+                " last_attempt_at = ? WHERE batch_id = ?",
+                (error[:500], time.time(), batch),
+            )
+
+    def status(self) -> LedgerStatus:
+        with self._connect() as conn:
+            spent, periods = conn.execute(
+                "SELECT COALESCE(SUM(epsilon), 0), COUNT(*) FROM privacy_ledger"
+            ).fetchone()
+            pending, sent = conn.execute(
+                "SELECT COALESCE(SUM(sent_at IS NULL), 0), COALESCE(SUM(sent_at IS NOT NULL), 0)"
+                " FROM sync_outbox"
+            ).fetchone()
+            error_row = conn.execute(
+                "SELECT last_error FROM sync_outbox WHERE sent_at IS NULL AND last_error IS NOT"
+                " NULL ORDER BY last_attempt_at DESC LIMIT 1"
+            ).fetchone()
+            oldest = conn.execute(
+                "SELECT MIN(period) FROM sync_outbox WHERE sent_at IS NULL"
+            ).fetchone()[0]
+        return LedgerStatus(
+            spent=float(spent),
+            budget=self.budget,
+            periods=int(periods),
+            pending=int(pending),
+            sent=int(sent),
+            last_error=error_row[0] if error_row else None,
+            oldest_pending_period=oldest,
+        )
