@@ -148,6 +148,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return run(args.history, options)
 
 
+def _cmd_sync_status(args: argparse.Namespace) -> int:
+    from fraudscreen.config import load_config
+    from fraudscreen.privacy.outbox import PrivacyOutbox
+
+    config = load_config(args.config)
+    if not config.journal.path.exists():
+        print(f"no journal at {config.journal.path}: this gateway has not run yet")
+        return 1
+    status = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget).status()
+    print(f"site {config.site.id} -> hub {config.sync.hub or '(none: sync disabled)'}")
+    print(
+        f"periods released: {status.periods} (epsilon spent {status.spent:g} of budget "
+        f"{status.budget:g}, {config.privacy.epsilon_per_period:g} per period)"
+    )
+    print(
+        f"batches acknowledged by the hub: {status.sent}; waiting: {status.pending}"
+        + (f" (oldest {status.oldest_pending_period})" if status.pending else "")
+    )
+    if status.last_error:
+        print(f"last error: {status.last_error}")
+    return 0 if status.pending == 0 or status.last_error is None else 1
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the gateway reports SERVING; used by the Docker HEALTHCHECK."""
     import grpc
@@ -254,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tok.add_argument("--config", type=Path, default=None)
     tok.set_defaults(handler=_cmd_tokenize)
+
+    sync = verbs.add_parser("sync", help="aggregate sync to the hub")
+    sync_verbs = sync.add_subparsers(dest="sync_verb", required=True, metavar="SYNC_VERB")
+    sync_status = sync_verbs.add_parser("status", help="ledger and outbox of this gateway")
+    sync_status.add_argument("--config", type=Path, default=None)
+    sync_status.set_defaults(handler=_cmd_sync_status)
 
     hc = verbs.add_parser("health", help="gRPC health check of a gateway (exit 0 if SERVING)")
     hc.add_argument("--target", default="127.0.0.1:50051")

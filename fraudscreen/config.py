@@ -56,9 +56,11 @@ __all__ = [
     "MetricsConfig",
     "ModelConfig",
     "PolicyConfig",
+    "PrivacyConfig",
     "ScreeningConfig",
     "ServerConfig",
     "SiteConfig",
+    "SyncConfig",
     "TLSConfig",
     "describe",
     "env_var_name",
@@ -70,7 +72,7 @@ ENV_PREFIX = "FRAUDSCREEN_"
 CONFIG_ENV = "FRAUDSCREEN_CONFIG"
 # FRAUDSCREEN_ variables owned by other modules: never treated as (mistyped) settings here.
 RESERVED_ENV_NAMES = frozenset({CONFIG_ENV, "FRAUDSCREEN_CACHE_DIR", "FRAUDSCREEN_HUB_TOKEN"})
-RESERVED_ENV_PREFIXES = ("FRAUDSCREEN_SYNC_",)
+RESERVED_ENV_PREFIXES: tuple[str, ...] = ()
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -402,6 +404,59 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """What leaves the site: differentially private counts, per period (README, Privacy)."""
+
+    epsilon_per_period: float = 1.0  # per card, per period, at this site
+    delta: float = 1e-7
+    max_contributions: int = 2  # transactions per card per period that count
+    period_days: int = 1
+    label_maturity_days: int = 14  # wait this long for chargebacks before releasing
+    epsilon_budget: float = 365.0  # lifetime total; releases stop once spent
+
+    def __post_init__(self) -> None:
+        _check_range("epsilon_per_period", self.epsilon_per_period, 0, 50, low_open=True)
+        _check_range("delta", self.delta, 0, 1e-3, low_open=True)
+        _check_range("max_contributions", self.max_contributions, 1, 1000)
+        _check_range("period_days", self.period_days, 1, 31)
+        _check_range("label_maturity_days", self.label_maturity_days, 0, 180)
+        _check_range("epsilon_budget", self.epsilon_budget, 0, 1_000_000, low_open=True)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Where aggregates go; empty `hub` keeps everything on site (the default)."""
+
+    hub: str = ""  # host:port of `fraudscreen hub`
+    token_file: Path | None = None  # per-site bearer token (or env FRAUDSCREEN_HUB_TOKEN)
+    ca_file: Path | None = None  # set => TLS to the hub
+    cert_file: Path | None = None  # with key_file => mutual TLS
+    key_file: Path | None = None
+    interval_seconds: float = 60.0
+    max_backoff_seconds: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.hub:
+            try:
+                parse_host_port(self.hub)
+            except ValueError as exc:
+                raise InvalidSettingError(str(exc), "hub") from None
+        _check(
+            (self.cert_file is None) == (self.key_file is None),
+            "cert_file and key_file go together (mutual TLS)",
+            "cert_file",
+            "key_file",
+        )
+        _check(
+            self.cert_file is None or self.ca_file is not None,
+            "mutual TLS needs ca_file too",
+            "ca_file",
+        )
+        _check_range("interval_seconds", self.interval_seconds, 1, 86_400)
+        _check_range("max_backoff_seconds", self.max_backoff_seconds, 1, 86_400)
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     site: SiteConfig = field(default_factory=SiteConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -411,8 +466,18 @@ class GatewayConfig:
     journal: JournalConfig = field(default_factory=JournalConfig)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
     def __post_init__(self) -> None:
+        _check(
+            self.journal.retention_days
+            >= self.privacy.label_maturity_days + self.privacy.period_days + 1,
+            "the journal must keep transactions until their period is released "
+            "(retention_days >= label_maturity_days + period_days + 1)",
+            "journal.retention_days",
+            "privacy.label_maturity_days",
+        )
         if not self.metrics.enabled:
             return
         server_host, server_port = parse_host_port(self.server.listen)
@@ -873,6 +938,30 @@ idempotency_window_hours = 24.0
 max_transaction_age_days = 60.0
 # Transactions timestamped further in the future than this are rejected (seconds, 0..86400).
 max_clock_skew_seconds = 300.0
+
+[privacy]
+# What leaves the site, per period: DP counts over the model's bin schema (README, Privacy).
+epsilon_per_period = 1.0
+delta = 1e-7
+# Transactions per card per period that count (contribution bound).
+max_contributions = 2
+period_days = 1
+# Wait this long for chargebacks before releasing a period.
+label_maturity_days = 14
+# Lifetime epsilon; once spent, nothing more leaves this site.
+epsilon_budget = 365.0
+
+[sync]
+# host:port of the hub; "" keeps everything on site.
+hub = ""
+# Per-site bearer token file (or FRAUDSCREEN_HUB_TOKEN); ca_file enables TLS,
+# cert_file + key_file mutual TLS.
+token_file = ""
+ca_file = ""
+cert_file = ""
+key_file = ""
+interval_seconds = 60.0
+max_backoff_seconds = 900.0
 
 [logging]
 # "json" (one object per line) or "console" (for people).

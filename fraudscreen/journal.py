@@ -911,6 +911,12 @@ class Journal:
             row = self._read().execute("SELECT MAX(timestamp) FROM transactions").fetchone()
         return None if row[0] is None else int(row[0])
 
+    def earliest_timestamp(self) -> int | None:
+        """The oldest transaction timestamp still journaled (retention moves it forward)."""
+        with self._read_lock:
+            row = self._read().execute("SELECT MIN(timestamp) FROM transactions").fetchone()
+        return None if row[0] is None else int(row[0])
+
     def iter_transactions(self, since_timestamp: int) -> Iterator[ScreenedRecord]:
         """Records with timestamp >= since, in arrival order, streamed from a snapshot.
 

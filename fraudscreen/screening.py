@@ -26,6 +26,7 @@ from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
+from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.transaction import Outcome, Transaction
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,7 @@ class ActiveModel:
     thresholds: Thresholds
     features: tuple[FeatureSpec, ...] = FEATURES
     transform: RowTransform | None = None
+    bin_schema: BinSchema | None = None  # what this site aggregates with
 
     @classmethod
     def from_bundle(
@@ -62,6 +64,7 @@ class ActiveModel:
         return cls(
             version=bundle.model_version,
             transform=schema.transform if schema is not None and bundle.reads_bin_codes else None,
+            bin_schema=schema,
             predictor=load_predictor(bundle, options)
             if native
             else LightGBMPredictor(bundle.model_text, width),

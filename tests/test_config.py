@@ -158,6 +158,23 @@ max_clock_skew_seconds = 0
 format = "console"
 level = "debug"
 requests = "non_approve"
+
+[privacy]
+epsilon_per_period = 2.0
+delta = 1e-8
+max_contributions = 3
+period_days = 7
+label_maturity_days = 30
+epsilon_budget = 50.0
+
+[sync]
+hub = "hub.example:50061"
+token_file = "/srv/hub.token"
+ca_file = "/srv/hub-ca.pem"
+cert_file = "/srv/site.pem"
+key_file = "/srv/site.key"
+interval_seconds = 30
+max_backoff_seconds = 600
 """
 
 FULL_EXPECTED: dict[str, object] = {
@@ -192,6 +209,19 @@ FULL_EXPECTED: dict[str, object] = {
     "logging.format": "console",
     "logging.level": "debug",
     "logging.requests": "non_approve",
+    "privacy.epsilon_per_period": 2.0,
+    "privacy.delta": 1e-8,
+    "privacy.max_contributions": 3,
+    "privacy.period_days": 7,
+    "privacy.label_maturity_days": 30,
+    "privacy.epsilon_budget": 50.0,
+    "sync.hub": "hub.example:50061",
+    "sync.token_file": Path("/srv/hub.token"),
+    "sync.ca_file": Path("/srv/hub-ca.pem"),
+    "sync.cert_file": Path("/srv/site.pem"),
+    "sync.key_file": Path("/srv/site.key"),
+    "sync.interval_seconds": 30.0,
+    "sync.max_backoff_seconds": 600.0,
 }
 
 
@@ -396,6 +426,15 @@ INVALID = [
     ("logging.format", '"xml"', "expected one of 'json', 'console'"),
     ("logging.level", '"trace"', "expected one of 'debug', 'info', 'warning', 'error'"),
     ("logging.requests", '"some"', "expected one of 'all', 'non_approve'"),
+    ("privacy.epsilon_per_period", "0", "must be > 0 and <= 50"),
+    ("privacy.delta", "0.1", "must be > 0 and <= 0.001"),
+    ("privacy.max_contributions", "0", "must be >= 1 and <= 1000"),
+    ("privacy.period_days", "32", "must be >= 1 and <= 31"),
+    ("privacy.label_maturity_days", "181", "must be >= 0 and <= 180"),
+    ("privacy.epsilon_budget", "0", "must be > 0"),
+    ("sync.hub", '"nowhere"', "host:port"),
+    ("sync.interval_seconds", "0", "must be >= 1 and <= 86400"),
+    ("sync.max_backoff_seconds", "0", "must be >= 1 and <= 86400"),
 ]
 
 
@@ -428,7 +467,16 @@ def test_invalid_value_from_env(setting: str, literal: str, expected: str) -> No
 
 def test_every_range_rule_is_covered() -> None:
     settings = {setting for setting, _, _ in INVALID}
-    unchecked = {"site.key_file", "model.bundle", "model.cache_dir", "journal.path"}
+    unchecked = {
+        "site.key_file",
+        "model.bundle",
+        "model.cache_dir",
+        "journal.path",
+        "sync.token_file",
+        "sync.ca_file",
+        "sync.cert_file",
+        "sync.key_file",
+    }
     tls = {name for name in ALL_SETTINGS if ".tls." in name}  # covered by the TLS tests
     assert settings == set(ALL_SETTINGS) - unchecked - tls
 
@@ -544,8 +592,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
         "FRAUDSCREEN_CONFIG": str(write(tmp_path / "gw.toml", "")),
         "FRAUDSCREEN_CACHE_DIR": "/tmp/cache",
         "FRAUDSCREEN_HUB_TOKEN": "secret",
-        "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "60",
-        "FRAUDSCREEN_SYNC_SERVER_LISTEN": "x",  # reserved prefix wins over similarity
+        "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "60",  # the default, so configs compare equal
         "FRAUDSCREEN_HUB_URL": "https://hub.example",
         "FRAUDSCREEN_DEBUGGER": "1",
         "fraudscreen_server_listen": "lower case is not ours",
@@ -557,7 +604,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 38
+    assert len(set(names)) == len(names) == 51
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from fraudscreen.privacy.outbox import LedgerStatus
+
 LATENCY_BUCKETS = (
     0.00005,
     0.0001,
@@ -36,6 +38,11 @@ class GatewayMetrics:
     model_info: Gauge
     stand_in: Gauge
     outcomes: Counter
+    sync_pending: Gauge
+    sync_sent: Gauge
+    epsilon_spent: Gauge
+    epsilon_budget: Gauge
+    sync_last_push: Gauge
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -87,6 +94,29 @@ class GatewayMetrics:
                 ["outcome", "known"],
                 registry=registry,
             ),
+            sync_pending=Gauge(
+                "fraudscreen_sync_pending_batches",
+                "released batches not yet acknowledged by the hub",
+                registry=registry,
+            ),
+            sync_sent=Gauge(
+                "fraudscreen_sync_sent_batches", "batches the hub acknowledged", registry=registry
+            ),
+            epsilon_spent=Gauge(
+                "fraudscreen_privacy_epsilon_spent",
+                "epsilon spent by released periods (privacy ledger)",
+                registry=registry,
+            ),
+            epsilon_budget=Gauge(
+                "fraudscreen_privacy_epsilon_budget",
+                "the site's lifetime epsilon budget",
+                registry=registry,
+            ),
+            sync_last_push=Gauge(
+                "fraudscreen_sync_last_success_timestamp_seconds",
+                "when the hub last acknowledged a batch (0: never)",
+                registry=registry,
+            ),
         )
 
     def watch_journal(
@@ -98,6 +128,16 @@ class GatewayMetrics:
         self.journal_queue.set_function(depth)
         self.journal_committed.set_function(committed)
         self.journal_write_errors.set_function(errors)
+
+    def watch_sync(
+        self, status: Callable[[], LedgerStatus], last_push: Callable[[], float | None]
+    ) -> None:
+        """Sync gauges read the ledger when scraped (a small SQLite query)."""
+        self.sync_pending.set_function(lambda: status().pending)
+        self.sync_sent.set_function(lambda: status().sent)
+        self.epsilon_spent.set_function(lambda: status().spent)
+        self.epsilon_budget.set_function(lambda: status().budget)
+        self.sync_last_push.set_function(lambda: last_push() or 0.0)
 
     def set_model(self, version: str | None, predictor: str) -> None:
         self.model_info.clear()

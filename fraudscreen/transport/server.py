@@ -28,10 +28,12 @@ from fraudscreen.localtime import SiteClock
 from fraudscreen.model.bundle import BundleError, load_bundle
 from fraudscreen.model.compile import CompileOptions
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
+from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
+from fraudscreen.transport.uploader import SyncAgent
 from fraudscreen.transport.validation import RequestValidator, ValidationRules
 
 log = structlog.get_logger(__name__)
@@ -118,6 +120,15 @@ class Gateway:
             self.metrics,
             log_approvals=config.logging.requests == "all",
         )
+        self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
+        self.sync_agent = SyncAgent(
+            site_id=config.site.id,
+            journal=self.journal,
+            outbox=self.outbox,
+            schema=lambda: model.bin_schema if (model := self.slot.current) else None,
+            privacy=config.privacy,
+            sync=config.sync,
+        )
         self._running: _Running | None = None
         self._stopping = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -174,6 +185,13 @@ class Gateway:
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
         self._maintenance.start()
+        if self.config.sync.hub:
+            self.sync_agent.start()
+            log.info(
+                "sync.started",
+                hub=self.config.sync.hub,
+                epsilon_per_period=self.config.privacy.epsilon_per_period,
+            )
         log.info("gateway.ready", port=self.port, stand_in=self.engine.stand_in_active)
 
     def load_model(self) -> None:
@@ -214,6 +232,7 @@ class Gateway:
         grace = self.config.server.grace_seconds if grace is None else grace
         log.info("gateway.draining", grace_seconds=grace)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.sync_agent.stop()
         if self._running is not None:
             self._running.server.stop(grace).wait()
             if self._running.stop_metrics is not None:
@@ -253,6 +272,7 @@ class Gateway:
             lambda: self.journal.committed,
             lambda: self.journal.write_errors,
         )
+        self.metrics.watch_sync(self.outbox.status, lambda: self.sync_agent.state.last_push_ok)
         if not self.config.metrics.listen:
             return None, None
         host, port = parse_host_port(self.config.metrics.listen)

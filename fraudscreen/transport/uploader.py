@@ -1,0 +1,271 @@
+"""The gateway's side of sync: release matured periods, then push the outbox to the hub.
+
+Runs in the background. Releasing needs no network (it only writes the outbox), so a
+gateway offline for days keeps noising each matured period exactly once and catches up
+when the link returns; pushes retry with exponential backoff and full jitter; the hub
+upserts on (site, batch id), so a resend after a lost acknowledgement is harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from fraudscreen.config import PrivacyConfig, SyncConfig
+from fraudscreen.journal import Journal
+from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
+from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
+from fraudscreen.privacy.release import Cell, ReleaseParameters
+from fraudscreen.v1 import sync_pb2 as sync_pb
+from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
+
+log = structlog.get_logger(__name__)
+
+HUB_TOKEN_ENV = "FRAUDSCREEN_HUB_TOKEN"  # noqa: S105 - the variable name, not a secret
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+}
+
+
+def batch_message(payload: dict[str, Any]) -> sync_pb.AggregateBatch:
+    """The stored outbox payload as the wire message (same content on every retry)."""
+    return sync_pb.AggregateBatch(
+        site_id=payload["site_id"],
+        batch_id=payload["batch_id"],
+        period=payload["period"],
+        period_days=int(payload["period_days"]),
+        schema_hash=payload["schema_hash"],
+        epsilon=float(payload["epsilon"]),
+        delta=float(payload["delta"]),
+        mechanism=payload["mechanism"],
+        cells=[
+            sync_pb.AggregateCell(codes=codes, noisy_total=total, noisy_fraud=fraud)
+            for codes, total, fraud in payload["cells"]
+        ],
+    )
+
+
+def hub_channel(sync: SyncConfig) -> grpc.Channel:
+    if sync.ca_file is None:
+        return grpc.insecure_channel(sync.hub)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=sync.ca_file.read_bytes(),
+        private_key=sync.key_file.read_bytes() if sync.key_file else None,
+        certificate_chain=sync.cert_file.read_bytes() if sync.cert_file else None,
+    )
+    return grpc.secure_channel(sync.hub, credentials)
+
+
+def hub_token(sync: SyncConfig) -> str | None:
+    if sync.token_file is not None:
+        return Path(sync.token_file).read_text().strip()
+    return os.environ.get(HUB_TOKEN_ENV) or None
+
+
+@dataclass
+class SyncState:
+    """What the uploader last did, for metrics and health."""
+
+    last_push_ok: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    budget_exhausted: bool = False
+
+
+class SyncAgent:
+    """Releases matured periods into the outbox and pushes pending batches to the hub."""
+
+    def __init__(
+        self,
+        *,
+        site_id: str,
+        journal: Journal,
+        outbox: PrivacyOutbox,
+        schema: Callable[[], BinSchema | None],
+        privacy: PrivacyConfig,
+        sync: SyncConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.site_id = site_id
+        self.journal = journal
+        self.outbox = outbox
+        self._schema = schema
+        self.privacy = privacy
+        self.sync = sync
+        self._clock = clock
+        self.state = SyncState()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def params(self) -> ReleaseParameters:
+        return ReleaseParameters(
+            self.privacy.epsilon_per_period, self.privacy.delta, self.privacy.max_contributions
+        )
+
+    def release_due(self) -> list[str]:
+        """Noise and store every matured, unreleased period (no network needed)."""
+        schema = self._schema()
+        first = self.journal.earliest_timestamp()
+        if schema is None or first is None:
+            return []
+        released = []
+        periods = due_periods(
+            first,
+            int(self._clock()),
+            period_days=self.privacy.period_days,
+            maturity_days=self.privacy.label_maturity_days,
+        )
+        for period in periods:
+            if self.outbox.released(period.name, schema.hash):
+                continue
+            try:
+                batch = self.outbox.release(
+                    self.site_id,
+                    period,
+                    schema,
+                    self.params,
+                    lambda p=period: self._exact_table(p, schema),  # type: ignore[misc]
+                )
+            except BudgetExhaustedError as exc:
+                if not self.state.budget_exhausted:
+                    log.error("privacy.budget_exhausted", reason=str(exc))
+                self.state.budget_exhausted = True
+                break
+            if batch is not None:
+                released.append(batch)
+                log.info(
+                    "privacy.period_released",
+                    period=period.name,
+                    batch_id=batch,
+                    epsilon=self.privacy.epsilon_per_period,
+                )
+        return released
+
+    def _exact_table(self, period: Period, schema: BinSchema) -> dict[Cell, tuple[int, int]]:
+        outcomes = self.journal.latest_outcomes(period.start)
+        rows = (
+            LabelledRow(
+                card_token=record.card_token,
+                transaction_key=f"{record.terminal_id}:{record.transaction_id}",
+                features=record.features,
+                is_fraud=bool(
+                    (o := outcomes.get((record.terminal_id, record.transaction_id))) and o.is_fraud
+                ),
+            )
+            for record in self.journal.iter_transactions(period.start)
+            if record.timestamp < period.end
+        )
+        return exact_table(rows, schema, self.privacy.max_contributions)
+
+    def push_pending(self) -> int:
+        """Send what the outbox holds; returns batches acknowledged. Raises on transport
+        failure so the caller backs off."""
+        if not self.sync.hub:
+            return 0
+        if self._channel is None:
+            self._channel = hub_channel(self.sync)
+        stub = sync_grpc.SyncStub(self._channel)
+        token = hub_token(self.sync)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        sent = 0
+        for entry in self.outbox.pending():
+            if not self._push(stub, entry, metadata):
+                break
+            sent += 1
+        return sent
+
+    def _push(
+        self, stub: sync_grpc.SyncStub, entry: OutboxEntry, metadata: tuple[tuple[str, str], ...]
+    ) -> bool:
+        try:
+            reply = stub.PushBatch(
+                sync_pb.PushBatchRequest(batch=batch_message(entry.payload)),
+                timeout=30,
+                metadata=metadata,
+            )
+        except grpc.RpcError as exc:
+            code = exc.code()
+            message = f"{code.name}: {exc.details()}"
+            self.outbox.mark_failed(entry.batch_id, message)
+            self.state.last_error = message
+            if code in _RETRYABLE:
+                raise ConnectionError(message) from exc
+            log.error(
+                "sync.batch_refused",
+                batch_id=entry.batch_id,
+                period=entry.period,
+                error=message,
+                action="the hub refused this batch; check the site's "
+                "token, schema and hub logs. It stays in the outbox and is retried",
+            )
+            raise ConnectionError(message) from exc
+        self.outbox.mark_sent(entry.batch_id)
+        self.state.last_push_ok = self._clock()
+        self.state.last_error = None
+        log.info(
+            "sync.batch_sent",
+            batch_id=entry.batch_id,
+            period=entry.period,
+            duplicate=reply.duplicate,
+        )
+        return True
+
+    def tick(self) -> None:
+        """One round: release what matured, push what is pending."""
+        self.release_due()
+        self.push_pending()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._channel is not None:
+            self._channel.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                self.state.consecutive_failures = 0
+                delay = self.sync.interval_seconds
+            except Exception as exc:  # keep the agent alive; everything is in the outbox
+                self.state.consecutive_failures += 1
+                delay = backoff(
+                    self.state.consecutive_failures,
+                    self.sync.interval_seconds,
+                    self.sync.max_backoff_seconds,
+                )
+                log.warning(
+                    "sync.retry_later",
+                    error=str(exc),
+                    retry_in_seconds=round(delay, 1),
+                    failures=self.state.consecutive_failures,
+                )
+            self._stop.wait(delay)
+
+
+def backoff(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): fleets don't stampede."""
+    ceiling = min(cap, base * 2 ** min(failures, 30))
+    return (rng or random).uniform(base / 2, max(base / 2, ceiling))
