@@ -84,6 +84,7 @@ def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path) -> None:
     assert payload["schema_hash"] == SCHEMA.hash
     total, fraud = payload["cells"][0][1:]
     assert abs(total - 5040) < 200  # noisy, around the truth
+    assert abs(fraud - 40) < 200
     assert outbox.pending()[0].payload == payload  # the stored payload, byte for byte
     outbox.mark_failed(first, "UNAVAILABLE: hub down")
     assert outbox.status().last_error == "UNAVAILABLE: hub down"
@@ -97,7 +98,7 @@ def test_budget_refuses_and_survives_a_restart(tmp_path: Path) -> None:
     outbox = PrivacyOutbox(path, budget=2.5)
     for day in range(2):
         assert outbox.release("s", Period(day * DAY, (day + 1) * DAY), SCHEMA, PARAMS, _table)
-    with pytest.raises(BudgetExhaustedError, match="spent epsilon 2 of 2.5"):
+    with pytest.raises(BudgetExhaustedError, match=r"spent epsilon 2 of 2\.5"):
         outbox.release("s", Period(2 * DAY, 3 * DAY), SCHEMA, PARAMS, _table)
     reopened = PrivacyOutbox(path, budget=2.5)  # e.g. after a gateway restart
     assert reopened.status().spent == pytest.approx(2.0)
