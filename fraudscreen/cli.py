@@ -171,6 +171,65 @@ def _cmd_sync_status(args: argparse.Namespace) -> int:
     return 0 if status.pending == 0 or status.last_error is None else 1
 
 
+def _passphrase(env_name: str | None) -> bytes | None:
+    import os
+
+    if not env_name:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ValueError(f"--passphrase-env {env_name}: that environment variable is not set")
+    return value.encode()
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from fraudscreen.model.signing import generate_keypair
+
+    key = generate_keypair(args.private, args.public, passphrase=_passphrase(args.passphrase_env))
+    print(
+        f"key {key.key_id}: private {args.private} (0600, keep it off gateways), "
+        f"public {args.public} (give it to gateways: model.trusted_keys)"
+    )
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from fraudscreen.model.signing import load_private_key, sign_bundle
+
+    key_id = sign_bundle(args.bundle, load_private_key(args.key, _passphrase(args.passphrase_env)))
+    print(f"signed {args.bundle}/manifest.sig with key {key_id}")
+    return 0
+
+
+def _cmd_model_rollback(args: argparse.Namespace) -> int:
+    from fraudscreen.config import load_config
+    from fraudscreen.model.releases import ReleaseStore
+
+    config = load_config(args.config)
+    state = ReleaseStore(config.model.releases_dir).rollback()
+    print(
+        f"rolled back to {state.current} (not taking {state.previous} again); a running "
+        "gateway switches within seconds"
+    )
+    return 0
+
+
+def _cmd_model_status(args: argparse.Namespace) -> int:
+    from fraudscreen.config import load_config
+    from fraudscreen.model.releases import ReleaseStore
+
+    config = load_config(args.config)
+    store = ReleaseStore(config.model.releases_dir)
+    state = store.state()
+    print(f"releases in {store.root}")
+    shipped = f"(none: the configured bundle {config.model.bundle})"
+    print(f"current:  {state.current or shipped}")
+    print(f"previous: {state.previous or '(none)'}")
+    print(f"rejected: {', '.join(state.rejected) or '(none)'}")
+    print(f"trusted keys: {', '.join(config.model.trusted_keys) or '(none: updates disabled)'}")
+    return 0
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the gateway reports SERVING; used by the Docker HEALTHCHECK."""
     import grpc
@@ -196,6 +255,12 @@ def _cmd_health(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(f"{args.target} {args.service or '(server)'}: {status}")
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _cmd_hub(args: argparse.Namespace) -> int:
+    from fraudscreen.hub.commands import run
+
+    return run(args)
 
 
 def _add_common_history(parser: argparse.ArgumentParser) -> None:
@@ -284,6 +349,33 @@ def build_parser() -> argparse.ArgumentParser:
     sync_status.add_argument("--config", type=Path, default=None)
     sync_status.set_defaults(handler=_cmd_sync_status)
 
+    keys = verbs.add_parser("keys", help="release signing keys (analysts)")
+    key_verbs = keys.add_subparsers(dest="keys_verb", required=True, metavar="KEYS_VERB")
+    gen = key_verbs.add_parser("generate", help="new Ed25519 key pair")
+    gen.add_argument("--private", type=Path, required=True, help="private key file (0600)")
+    gen.add_argument("--public", type=Path, required=True, help="public key file")
+    gen.add_argument(
+        "--passphrase-env",
+        default=None,
+        help="encrypt the private key with the passphrase in this env variable",
+    )
+    gen.set_defaults(handler=_cmd_keys_generate)
+
+    sign = verbs.add_parser("sign", help="sign a bundle's manifest (Ed25519)")
+    sign.add_argument("bundle", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="private key file")
+    sign.add_argument("--passphrase-env", default=None)
+    sign.set_defaults(handler=_cmd_sign)
+
+    model = verbs.add_parser("model", help="this gateway's model releases")
+    model_verbs = model.add_subparsers(dest="model_verb", required=True, metavar="MODEL_VERB")
+    rollback = model_verbs.add_parser("rollback", help="return to the previous release")
+    rollback.add_argument("--config", type=Path, default=None)
+    rollback.set_defaults(handler=_cmd_model_rollback)
+    mstatus = model_verbs.add_parser("status", help="current, previous and rejected releases")
+    mstatus.add_argument("--config", type=Path, default=None)
+    mstatus.set_defaults(handler=_cmd_model_status)
+
     hc = verbs.add_parser("health", help="gRPC health check of a gateway (exit 0 if SERVING)")
     hc.add_argument("--target", default="127.0.0.1:50051")
     hc.add_argument("--service", default="fraudscreen.v1.Screening")
@@ -309,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cert-file", type=Path, default=None, help="mTLS: client certificate")
     rep.add_argument("--key-file", type=Path, default=None, help="mTLS: client key")
     rep.set_defaults(handler=_cmd_replay)
+
+    from fraudscreen.hub.commands import add_arguments as add_hub_arguments
+
+    hub = verbs.add_parser("hub", help="central hub: DP aggregates in, signed releases out")
+    add_hub_arguments(hub)
+    hub.set_defaults(handler=_cmd_hub)
     return parser
 
 

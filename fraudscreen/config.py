@@ -310,9 +310,15 @@ class ModelConfig:
     compiler: str = "gcc"
     cache_dir: Path | None = None  # None: $FRAUDSCREEN_CACHE_DIR, else ~/.cache/fraudscreen
     predictor: PredictorChoice = "native"
+    # Signed releases from the hub: public keys trusted to sign them (none: no updates).
+    trusted_keys: tuple[str, ...] = ()
+    releases_dir: Path = Path("var/releases")
+    # Score this many live transactions with a new release in shadow before swapping.
+    shadow_transactions: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("predictor", self.predictor, PredictorChoice)
+        _check_range("shadow_transactions", self.shadow_transactions, 0, 10_000_000)
         _check(
             self.compiler.strip() != "" and self.compiler == self.compiler.strip(),
             f"{self.compiler!r} must be a compiler command or path (e.g. 'gcc')",
@@ -900,6 +906,12 @@ cache_dir = ""
 # "native": the compiled model (falls back to LightGBM, loudly, without a compiler);
 # "lightgbm": LightGBM's own predictor, e.g. as the baseline in benchmarks.
 predictor = "native"
+# Public keys (PEM files) trusted to sign model releases; none disables updates.
+trusted_keys = []
+# Where verified releases are kept (and state.json: current, previous, rejected).
+releases_dir = "var/releases"
+# Live transactions a new release scores in shadow before it takes over (0: swap at once).
+shadow_transactions = 0
 
 [policy]
 # Score thresholds overriding the model bundle's (0..1, review <= decline); unset: the bundle's.

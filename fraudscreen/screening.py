@@ -141,6 +141,33 @@ def decode_reasons(text: str) -> tuple[Reason, ...]:
     return tuple(Reason(str(c), str(f), float(v)) for c, f, v in json.loads(text))
 
 
+class ShadowTrial:
+    """A candidate model scoring live traffic beside the live one, deciding nothing."""
+
+    def __init__(self, model: ActiveModel, target: int) -> None:
+        self.model = model
+        self.target = target
+        self.seen = 0
+        self.same_decision = 0
+        self.max_score_diff = 0.0
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        if target <= 0:
+            self.done.set()
+
+    def record(self, live: Decision, shadow: Decision, score_diff: float) -> None:
+        with self._lock:
+            self.seen += 1
+            self.same_decision += live is shadow
+            self.max_score_diff = max(self.max_score_diff, score_diff)
+            if self.seen >= self.target:
+                self.done.set()
+
+    @property
+    def agreement(self) -> float:
+        return self.same_decision / self.seen if self.seen else 1.0
+
+
 @dataclass(frozen=True)
 class RestoreSummary:
     transactions: int
@@ -172,6 +199,16 @@ class ScreeningEngine:
         self._decided = threading.Condition(self._lock)  # wakes retries of in-flight ones
         self._recent: dict[tuple[str, str], _Entry] = {}
         self._fraud_labels: dict[tuple[str, str], int] = {}  # key -> transaction timestamp
+        self._shadow: ShadowTrial | None = None
+
+    def start_shadow(self, model: ActiveModel, transactions: int) -> ShadowTrial:
+        """Score the next `transactions` live ones with `model` too (results discarded)."""
+        trial = ShadowTrial(model, transactions)
+        self._shadow = None if trial.done.is_set() else trial
+        return trial
+
+    def stop_shadow(self) -> None:
+        self._shadow = None
 
     @property
     def stand_in_active(self) -> bool:
@@ -219,6 +256,9 @@ class ScreeningEngine:
                 tx, score, model.thresholds, lambda: model.reasons(model_row)
             )
             version = model.version
+            trial = self._shadow
+            if trial is not None:
+                self._shadow_score(trial, tx, row, verdict.decision, score)
         result = ScreenResult(
             transaction_id=tx.transaction_id,
             terminal_id=tx.terminal_id,
@@ -229,6 +269,21 @@ class ScreeningEngine:
             stand_in=model is None,
         )
         return result, row
+
+    def _shadow_score(
+        self, trial: ShadowTrial, tx: Transaction, row: list[float], live: Decision, score: float
+    ) -> None:
+        try:
+            shadow_score, _ = trial.model.score(row)
+            shadow = self.policy.decide(tx, shadow_score, trial.model.thresholds, tuple).decision
+        except Exception as exc:  # a broken candidate must never hurt live traffic
+            log.error("shadow.failed", model_version=trial.model.version, error=str(exc))
+            self._shadow = None
+            trial.done.set()
+            return
+        trial.record(live, shadow, abs(shadow_score - score))
+        if trial.done.is_set():
+            self._shadow = None
 
     def _answer_retry(self, entry: _Entry, print_: str, tx: Transaction) -> ScreenResult:
         if entry.fingerprint != print_:

@@ -73,6 +73,7 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
     expected = GatewayConfig(
         site=SiteConfig(key_file=tmp_path / "var" / "site.key"),
         journal=dataclasses.replace(GatewayConfig().journal, path=tmp_path / "var/journal.sqlite3"),
+        model=dataclasses.replace(GatewayConfig().model, releases_dir=tmp_path / "var/releases"),
     )
     assert config == expected
     assert config.model.bundle == DEFAULT_BUNDLE
@@ -93,7 +94,7 @@ def test_defaults_listen_on_loopback_only_and_plaintext() -> None:
 def test_all_loaded_paths_are_absolute() -> None:
     config = load_config(None, environ={})
     paths = [get(config, name) for name in ALL_SETTINGS if isinstance(get(config, name), Path)]
-    assert len(paths) == 3
+    assert len(paths) == 4
     assert all(path.is_absolute() for path in paths)
 
 
@@ -133,6 +134,9 @@ bundle = "/srv/models/current"
 compiler = "clang"
 predictor = "lightgbm"
 cache_dir = "/srv/cache"
+trusted_keys = ["/srv/keys/release-a.pem", "/srv/keys/release-b.pem"]
+releases_dir = "/srv/releases"
+shadow_transactions = 500
 
 [policy]
 review_threshold = 0.25
@@ -192,6 +196,9 @@ FULL_EXPECTED: dict[str, object] = {
     "model.compiler": "clang",
     "model.predictor": "lightgbm",
     "model.cache_dir": Path("/srv/cache"),
+    "model.trusted_keys": ("/srv/keys/release-a.pem", "/srv/keys/release-b.pem"),
+    "model.releases_dir": Path("/srv/releases"),
+    "model.shadow_transactions": 500,
     "policy.review_threshold": 0.25,
     "policy.decline_threshold": 0.75,
     "policy.decline_above_minor": 1_000_000,
@@ -400,6 +407,7 @@ INVALID = [
     ("metrics.listen", '"localhost"', "'localhost' is not host:port"),
     ("model.compiler", '""', "must be a compiler command"),
     ("model.predictor", '"gpu"', "expected one of 'native', 'lightgbm'"),
+    ("model.shadow_transactions", "-1", "must be >= 0 and <= 10000000"),
     ("model.compiler", '" gcc"', "must be a compiler command"),
     ("policy.review_threshold", "1.5", "must be >= 0 and <= 1, got 1.5"),
     ("policy.review_threshold", "-0.1", "must be >= 0 and <= 1"),
@@ -472,6 +480,8 @@ def test_every_range_rule_is_covered() -> None:
         "model.bundle",
         "model.cache_dir",
         "journal.path",
+        "model.trusted_keys",
+        "model.releases_dir",
         "sync.token_file",
         "sync.ca_file",
         "sync.cert_file",
@@ -604,7 +614,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 51
+    assert len(set(names)) == len(names) == 54
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

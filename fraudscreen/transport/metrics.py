@@ -43,6 +43,7 @@ class GatewayMetrics:
     epsilon_spent: Gauge
     epsilon_budget: Gauge
     sync_last_push: Gauge
+    model_updates: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -110,6 +111,12 @@ class GatewayMetrics:
             epsilon_budget=Gauge(
                 "fraudscreen_privacy_epsilon_budget",
                 "the site's lifetime epsilon budget",
+                registry=registry,
+            ),
+            model_updates=Counter(
+                "fraudscreen_model_updates",
+                "release installs by result (swapped, refused, failed, rolled_back)",
+                ["result"],
                 registry=registry,
             ),
             sync_last_push=Gauge(

@@ -25,20 +25,23 @@ from fraudscreen.config import GatewayConfig, TLSConfig, describe, parse_host_po
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, JournalSettings
 from fraudscreen.localtime import SiteClock
-from fraudscreen.model.bundle import BundleError, load_bundle
+from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
 from fraudscreen.model.compile import CompileOptions
+from fraudscreen.model.releases import ReleaseError
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
+from fraudscreen.transport.updater import ModelUpdater
 from fraudscreen.transport.uploader import SyncAgent
 from fraudscreen.transport.validation import RequestValidator, ValidationRules
 
 log = structlog.get_logger(__name__)
 
 MAINTENANCE_SECONDS = 30.0
+MODEL_UPDATE_HEALTH = "fraudscreen.model_update"  # NOT_SERVING after a failed update
 JOURNAL_PURGE_SECONDS = 3600.0
 
 
@@ -129,6 +132,14 @@ class Gateway:
             privacy=config.privacy,
             sync=config.sync,
         )
+        self.updater = ModelUpdater(
+            config,
+            slot=self.slot,
+            engine=self.engine,
+            policy=self.policy,
+            on_swap=lambda model: self.metrics.set_model(model.version, model.predictor.kind),
+            on_result=self._update_result,
+        )
         self._running: _Running | None = None
         self._stopping = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -185,6 +196,8 @@ class Gateway:
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
         self._maintenance.start()
+        self.health.set(MODEL_UPDATE_HEALTH, health_pb2.HealthCheckResponse.SERVING)
+        self.updater.start()
         if self.config.sync.hub:
             self.sync_agent.start()
             log.info(
@@ -200,7 +213,7 @@ class Gateway:
             compiler=self.config.model.compiler, cache_dir=self.config.model.cache_dir
         )
         try:
-            bundle = load_bundle(self.config.model.bundle)
+            bundle = self._release_or_configured_bundle()
             model = ActiveModel.from_bundle(
                 bundle, self.policy, options, native=self.config.model.predictor == "native"
             )
@@ -224,6 +237,28 @@ class Gateway:
             decline=model.thresholds.decline,
         )
 
+    def _release_or_configured_bundle(self) -> Bundle:
+        try:
+            release = self.updater.current_release()
+        except ReleaseError as exc:
+            log.error(
+                "model.release_unusable",
+                reason=str(exc),
+                action="falling back to the configured bundle; run "
+                "`fraudscreen model status` to inspect the releases",
+            )
+            release = None
+        return release if release is not None else load_bundle(self.config.model.bundle)
+
+    def _update_result(self, result: str, reason: str | None) -> None:
+        self.metrics.model_updates.labels(result).inc()
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if result in ("refused", "failed")
+            else health_pb2.HealthCheckResponse.SERVING
+        )
+        self.health.set(MODEL_UPDATE_HEALTH, status)
+
     def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, finish in-flight ones, close."""
         if self._stopping.is_set():
@@ -233,6 +268,7 @@ class Gateway:
         log.info("gateway.draining", grace_seconds=grace)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.sync_agent.stop()
+        self.updater.stop()
         if self._running is not None:
             self._running.server.stop(grace).wait()
             if self._running.stop_metrics is not None:
