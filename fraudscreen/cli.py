@@ -70,11 +70,59 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.privacy:
+        return _cmd_evaluate_privacy(args)
+    if args.bundle is None or args.history is None:
+        raise ValueError("evaluate needs BUNDLE and HISTORY (or --privacy [HISTORY])")
     from fraudscreen.model.report import evaluate_bundle
 
     print(
         evaluate_bundle(args.bundle, args.history, currency=args.currency, timezone=args.timezone)
     )
+    return 0
+
+
+def _epsilons(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
+
+
+def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
+    """`evaluate --privacy [HISTORY]`: models from DP tables vs. raw rows (privacy/evaluation)."""
+    from fraudscreen.history import load_history, validate_history
+    from fraudscreen.privacy.evaluation import (
+        PrivacyEvaluationConfig,
+        run_privacy_evaluation,
+        write_report,
+    )
+    from fraudscreen.simulate import SimulationConfig, simulate
+
+    if args.bundle is not None and args.history is not None:
+        raise ValueError("evaluate --privacy takes one HISTORY, not a bundle")
+    path = args.bundle or args.history
+    config = PrivacyEvaluationConfig(
+        sites=args.sites,
+        epsilons=args.epsilons,
+        train_end=args.train_end,
+        train_days=args.train_days,
+        period_days=args.period_days,
+        max_contributions=args.max_contributions,
+        delta=args.delta,
+        repetitions=args.repetitions,
+        site_features=args.site_features,
+        timezone=args.timezone,
+    )
+    if path is None:
+        print("no HISTORY given: simulating the default data set", file=sys.stderr)
+        frame = validate_history(simulate(SimulationConfig(), progress=True))
+    else:
+        frame = load_history(path, currency=args.currency)
+    report = run_privacy_evaluation(frame, config)
+    print(report.markdown())
+    for written in write_report(report, args.out):
+        print(f"wrote {written}")
     return 0
 
 
@@ -201,6 +249,47 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fraudscreen.model.bundle import load_bundle
+    from fraudscreen.model.releases import RELEASE_FILES
+    from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
+
+    bundle = load_bundle(args.bundle)  # refuse to publish something that does not even load
+    files = [
+        sync_pb2.ReleaseFile(name=name, content=(args.bundle / name).read_bytes())
+        for name in sorted(RELEASE_FILES)
+        if (args.bundle / name).is_file()
+    ]
+    token = args.token_file.read_text().strip()
+    if args.ca_file is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=args.ca_file.read_bytes())
+        channel = grpc.secure_channel(args.hub, credentials)
+    else:
+        channel = grpc.insecure_channel(args.hub)
+    sites = [s for s in (args.sites or "").split(",") if s]
+    with channel:
+        try:
+            reply = sync_pb2_grpc.SyncStub(channel).PublishRelease(
+                sync_pb2.PublishReleaseRequest(
+                    release=sync_pb2.ModelRelease(model_version=bundle.model_version, files=files),
+                    sites=sites,
+                ),
+                timeout=60,
+                metadata=(("authorization", f"Bearer {token}"),),
+            )
+        except grpc.RpcError as exc:
+            print(f"publish refused: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    audience = ", ".join(sites) if sites else "every site"
+    print(
+        f"published {reply.model_version} to {audience} ({reply.sites} site(s)); gateways "
+        "pick it up at their next poll"
+    )
+    return 0
+
+
 def _cmd_model_rollback(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
     from fraudscreen.model.releases import ReleaseStore
@@ -272,6 +361,34 @@ def _add_common_history(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cost of privacy (with --privacy)")
+    group.add_argument(
+        "--privacy",
+        action="store_true",
+        help="train from simulated per-site DP count tables at several epsilons and compare "
+        "with raw-row models (default HISTORY: a fresh default simulation)",
+    )
+    group.add_argument("--sites", type=int, default=5, help="sites: terminal_id %% N (5)")
+    group.add_argument(
+        "--epsilons", type=_epsilons, default=(0.5, 1.0, 2.0, 4.0, 8.0), help="0.5,1,2,4,8"
+    )
+    group.add_argument("--train-end", type=_date, default=dt.date(2018, 8, 1))
+    group.add_argument("--train-days", type=int, default=28, help="DP training window (28)")
+    group.add_argument("--period-days", type=int, default=1, help="days per DP batch (1)")
+    group.add_argument(
+        "--max-contributions", type=int, default=2, help="m: per card, site and period (2)"
+    )
+    group.add_argument("--delta", type=float, default=1e-7)
+    group.add_argument("--repetitions", type=int, default=3, help="noise draws per epsilon (3)")
+    group.add_argument(
+        "--site-features",
+        action="store_true",
+        help="compute each site's features from its own journal (as a gateway does)",
+    )
+    group.add_argument("--out", type=Path, default=Path("reports/privacy"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fraudscreen", description=__doc__)
     parser.add_argument("--log-format", choices=["json", "console"], default="console")
@@ -305,10 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_history(train)
     train.set_defaults(handler=_cmd_train)
 
-    ev = verbs.add_parser("evaluate", help="handbook-protocol metrics of a bundle")
-    ev.add_argument("bundle", type=Path)
-    ev.add_argument("history", type=Path)
+    ev = verbs.add_parser(
+        "evaluate",
+        help="handbook-protocol metrics of a bundle; --privacy: the cost of DP aggregates",
+        usage="fraudscreen evaluate BUNDLE HISTORY | fraudscreen evaluate --privacy [HISTORY]",
+    )
+    ev.add_argument("bundle", type=Path, nargs="?", help="model bundle (HISTORY with --privacy)")
+    ev.add_argument("history", type=Path, nargs="?", help="CSV or Parquet history")
     _add_common_history(ev)
+    _add_privacy_evaluation(ev)
     ev.set_defaults(handler=_cmd_evaluate)
 
     comp = verbs.add_parser("compile", help="compile a bundle to native code (cached)")
@@ -366,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", type=Path, required=True, help="private key file")
     sign.add_argument("--passphrase-env", default=None)
     sign.set_defaults(handler=_cmd_sign)
+
+    pub = verbs.add_parser("publish", help="store a signed bundle on the hub as a release")
+    pub.add_argument("bundle", type=Path)
+    pub.add_argument("--hub", required=True, help="hub host:port")
+    pub.add_argument("--token-file", type=Path, required=True, help="publisher token file")
+    pub.add_argument("--sites", default="", help="comma-separated canary sites (default all)")
+    pub.add_argument("--ca-file", type=Path, default=None, help="TLS: the hub's CA")
+    pub.set_defaults(handler=_cmd_publish)
 
     model = verbs.add_parser("model", help="this gateway's model releases")
     model_verbs = model.add_subparsers(dest="model_verb", required=True, metavar="MODEL_VERB")

@@ -41,6 +41,8 @@ class ReleaseError(RuntimeError):
 
 @dataclass
 class ReleaseState:
+    """None means the bundle named in the gateway's config (the shipped model)."""
+
     current: str | None = None
     previous: str | None = None
     rejected: list[str] = field(default_factory=list)
@@ -135,13 +137,16 @@ class ReleaseStore:
         return state
 
     def rollback(self) -> ReleaseState:
-        """Go back to the previous release; the abandoned one is not taken again."""
+        """Go back to the previous release (None: the configured bundle); the abandoned
+        one is not taken again."""
         state = self.state()
-        if state.previous is None or not self.has(state.previous):
+        if state.current is None:
             raise ReleaseError(
-                "no previous release to roll back to (releases dir: "
-                f"{self.root}); to return to the shipped model, remove {STATE_FILE}"
+                f"no release is active (releases dir: {self.root}): the gateway already runs "
+                "its configured bundle"
             )
+        if state.previous is not None and not self.has(state.previous):
+            raise ReleaseError(f"previous release {state.previous} is missing from {self.root}")
         abandoned = state.current
         state.current, state.previous = state.previous, abandoned
         if abandoned is not None and abandoned not in state.rejected:

@@ -20,7 +20,7 @@ import grpc
 import structlog
 
 from fraudscreen.config import GatewayConfig
-from fraudscreen.model.bundle import Bundle
+from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.compile import CompileError, CompileOptions
 from fraudscreen.model.releases import ReleaseError, ReleaseStore
 from fraudscreen.model.signing import PublicKey, load_trusted_keys
@@ -160,16 +160,21 @@ class ModelUpdater:
         self._stamp = stamp
         version = self.store.state().current
         live = self.slot.current
-        if version is None or (live is not None and live.version == version):
-            return
-        model = ActiveModel.from_bundle(
-            self.store.load(version, self.trusted), self.policy, self._options
+        bundle = (
+            self.store.load(version, self.trusted)
+            if version is not None
+            else load_bundle(self.config.model.bundle)
         )
+        if live is not None and live.version == bundle.model_version:
+            return
+        model = ActiveModel.from_bundle(bundle, self.policy, self._options)
         self.slot.swap(model)
         self._on_swap(model)
         self._on_result("rolled_back", None)
         log.warning(
-            "model.rolled_back", model_version=version, from_version=live.version if live else None
+            "model.rolled_back",
+            model_version=model.version,
+            from_version=live.version if live else None,
         )
 
     def poll_hub(self) -> None:

@@ -1,0 +1,185 @@
+"""`fraudscreen hub ...`: serve, add-site, add-publisher, export, status.
+
+Flags live here so the top-level CLI only hands over; heavy imports wait for the verb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fraudscreen.hub.defaults import (
+    DEFAULT_DB,
+    DEFAULT_LISTEN,
+    DEFAULT_PUBLISHER_TOKENS,
+    DEFAULT_SITE_TOKENS,
+)
+
+if TYPE_CHECKING:
+    from fraudscreen.hub.storage import SQLiteHubStore
+
+HubHandler = Callable[[argparse.Namespace], int]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="hub_verb", required=True, metavar="HUB_VERB")
+
+    srv = verbs.add_parser("serve", help="run the hub's gRPC Sync service")
+    srv.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help=f"host:port (default {DEFAULT_LISTEN})"
+    )
+    srv.add_argument("--db", type=Path, default=DEFAULT_DB, help="SQLite database file")
+    srv.add_argument(
+        "--tokens", type=Path, default=DEFAULT_SITE_TOKENS, help="site token hashes file"
+    )
+    srv.add_argument(
+        "--publisher-token-file",
+        type=Path,
+        default=DEFAULT_PUBLISHER_TOKENS,
+        help="publisher (analyst) token hashes file; missing: publishing is refused",
+    )
+    srv.add_argument(
+        "--trusted-key",
+        type=Path,
+        action="append",
+        default=[],
+        help="analyst Ed25519 public key (PEM) releases must be signed with; repeatable",
+    )
+    srv.add_argument(
+        "--schema",
+        type=Path,
+        action="append",
+        default=[],
+        help="accept batches binned with this bundle's (or schema JSON's) bin schema; "
+        "repeatable (default: the built-in schema)",
+    )
+    srv.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
+    srv.add_argument("--tls-key", type=Path, default=None, help="server private key (PEM)")
+    srv.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=None,
+        help="require client certificates signed by this CA (mTLS; CN = site id)",
+    )
+    srv.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on SIGTERM")
+    srv.add_argument("--max-workers", type=int, default=16)
+    srv.set_defaults(hub_handler=_serve)
+
+    site = verbs.add_parser("add-site", help="create (or --rotate) a site's token; shown once")
+    site.add_argument("site_id")
+    site.add_argument("--tokens", type=Path, default=DEFAULT_SITE_TOKENS)
+    site.add_argument("--rotate", action="store_true", help="replace the site's token")
+    site.set_defaults(hub_handler=_add_site)
+
+    pub = verbs.add_parser("add-publisher", help="create an analyst's publisher token")
+    pub.add_argument("name")
+    pub.add_argument("--publisher-token-file", type=Path, default=DEFAULT_PUBLISHER_TOKENS)
+    pub.add_argument("--rotate", action="store_true", help="replace the analyst's token")
+    pub.set_defaults(hub_handler=_add_publisher)
+
+    exp = verbs.add_parser("export", help="write the summed DP table of one schema")
+    exp.add_argument("--db", type=Path, default=DEFAULT_DB)
+    exp.add_argument("--schema-hash", required=True, help="see `fraudscreen hub status`")
+    exp.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    exp.set_defaults(hub_handler=_export)
+
+    st = verbs.add_parser("status", help="per-site batches, periods and epsilon; releases")
+    st.add_argument("--db", type=Path, default=DEFAULT_DB)
+    st.set_defaults(hub_handler=_status)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler: HubHandler = args.hub_handler
+    return handler(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fraudscreen.config import TLSConfig
+    from fraudscreen.hub.server import HubSettings, serve
+
+    settings = HubSettings(
+        db=args.db,
+        site_tokens=args.tokens,
+        publisher_tokens=args.publisher_token_file,
+        trusted_keys=tuple(args.trusted_key),
+        schemas=tuple(args.schema),
+        listen=args.listen,
+        tls=TLSConfig(
+            cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca
+        ),
+        max_workers=args.max_workers,
+        grace_seconds=args.grace_seconds,
+    )
+    return serve(settings)
+
+
+def _issue(path: Path, name: str, rotate: bool, what: str) -> int:
+    from fraudscreen.hub.tokens import add_token
+
+    token = add_token(path, name, rotate=rotate)
+    print(
+        f"{what} token for {name} below, shown this once: the hub keeps only its SHA-256 "
+        f"in {path}. Hand it over securely; a lost token is replaced with --rotate.",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+def _add_site(args: argparse.Namespace) -> int:
+    return _issue(args.tokens, args.site_id, args.rotate, "site")
+
+
+def _add_publisher(args: argparse.Namespace) -> int:
+    return _issue(args.publisher_token_file, args.name, args.rotate, "publisher")
+
+
+def _open_store(db: Path) -> SQLiteHubStore:
+    from fraudscreen.hub.storage import SQLiteHubStore
+
+    if not db.is_file():
+        raise ValueError(f"no hub database at {db}; give the --db the hub serves with")
+    return SQLiteHubStore(db)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fraudscreen.hub.export import export_table
+
+    store = _open_store(args.db)
+    summary = export_table(store, args.schema_hash, args.out)
+    print(
+        f"wrote {summary.cells} cells summed over {summary.batches} batches from "
+        f"{summary.sites} sites to {summary.table} (schema: {summary.sidecar})"
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    store = _open_store(args.db)
+    sites = store.sites_summary()
+    print(f"{len(sites)} sites")
+    if sites:
+        print(
+            f"{'site':<24} {'batches':>7} {'periods':>7}  {'last period':<11} "
+            f"{'epsilon':>8}  {'schemas':<26} last received (UTC)"
+        )
+    for s in sites:
+        received = dt.datetime.fromtimestamp(s.last_received_at, dt.UTC)
+        print(
+            f"{s.site_id:<24} {s.batches:>7} {s.periods:>7}  {s.last_period:<11} "
+            f"{s.epsilon:>8.3g}  {','.join(h[:12] for h in s.schema_hashes):<26} "
+            f"{received:%Y-%m-%d %H:%M:%S}"
+        )
+    hashes = sorted({h for s in sites for h in s.schema_hashes})
+    for schema_hash in hashes:
+        print(f"schema {schema_hash}")
+    releases = store.releases()
+    print(f"{len(releases)} releases (newest last)")
+    for r in releases:
+        audience = "all sites" if r.sites is None else ", ".join(r.sites)
+        print(f"  #{r.seq} {r.model_version} {r.published_at} -> {audience}")
+    return 0

@@ -1,0 +1,175 @@
+"""`fraudscreen hub serve`: the hub's gRPC server, started and stopped like the gateway.
+
+Start: token files -> trusted keys -> configured schemas -> database (created 0600) ->
+gRPC listening -> health SERVING. Stop (SIGTERM/SIGINT): health NOT_SERVING,
+refuse new calls, let in-flight ones finish within the grace period.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fraudscreen.config import TLSConfig, parse_host_port
+from fraudscreen.hub.auth import Authenticator
+from fraudscreen.hub.defaults import (
+    DEFAULT_DB,
+    DEFAULT_LISTEN,
+    DEFAULT_PUBLISHER_TOKENS,
+    DEFAULT_SITE_TOKENS,
+    MAX_MESSAGE_BYTES,
+)
+from fraudscreen.hub.schemas import SchemaRegistry, load_schema
+from fraudscreen.hub.service import SYNC_SERVICE, SyncServicer
+from fraudscreen.hub.storage import SQLiteHubStore
+from fraudscreen.hub.tokens import TokenFile
+from fraudscreen.model.signing import load_trusted_keys
+from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.transport.server import server_credentials
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    db: Path = DEFAULT_DB
+    site_tokens: Path = DEFAULT_SITE_TOKENS  # must exist (`fraudscreen hub add-site`)
+    publisher_tokens: Path = DEFAULT_PUBLISHER_TOKENS  # missing: publishing is refused
+    trusted_keys: tuple[Path, ...] = ()  # analysts' Ed25519 public keys; none: no publishing
+    schemas: tuple[Path, ...] = ()  # bundle dirs or schema JSON; none: the built-in schema
+    listen: str = DEFAULT_LISTEN
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    max_workers: int = 16
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    grace_seconds: float = 10.0
+
+
+class HubServer:
+    """One hub process: owns the store, the servicer and the gRPC server."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        parse_host_port(settings.listen)  # a bad address fails before anything is created
+        self.settings = settings
+        sites = TokenFile(settings.site_tokens)
+        publishers = TokenFile(settings.publisher_tokens, missing_ok=True)
+        trusted = load_trusted_keys(list(settings.trusted_keys)) if settings.trusted_keys else []
+        configured = [load_schema(path) for path in settings.schemas] or [BinSchema.default()]
+        self.store = SQLiteHubStore(settings.db)  # last: a bad flag leaves no file behind
+        for schema in configured:
+            self.store.put_schema(schema)
+        self.schemas = SchemaRegistry([*configured, *self.store.schemas(accepted_only=True)])
+        self.authenticator = Authenticator(
+            sites, publishers, sites_from_certificates=settings.tls.mutual
+        )
+        self.servicer = SyncServicer(self.store, self.authenticator, self.schemas, trusted)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self._server: grpc.Server | None = None
+        self._port = 0
+        self._stopping = threading.Event()
+        if not trusted:
+            log.warning(
+                "hub.no_trusted_keys",
+                action="publishing is refused until the hub runs with --trusted-key PUB.pem",
+            )
+        if not settings.publisher_tokens.exists():
+            log.warning(
+                "hub.no_publishers",
+                path=str(settings.publisher_tokens),
+                action="create it with `fraudscreen hub add-publisher NAME` to allow publishing",
+            )
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("hub not started")
+        return self._port
+
+    def start(self) -> int:
+        """Listen and serve; returns the bound port."""
+        host, port = parse_host_port(self.settings.listen)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        server = self._grpc_server()
+        credentials = server_credentials(self.settings.tls)
+        bound = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+        if bound == 0:
+            raise OSError(f"cannot listen on {address}; is the port in use?")
+        server.start()
+        self._server, self._port = server, bound
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "hub.listening",
+            address=address,
+            port=bound,
+            db=str(self.settings.db),
+            sites=self.authenticator.sites.size,
+            schemas=[h[:12] for h in self.schemas.hashes()],
+            tls=self.settings.tls.enabled,
+            mutual_tls=self.settings.tls.mutual,
+        )
+        return bound
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, refuse new calls, finish in-flight ones."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("hub.draining", grace_seconds=grace)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        log.info("hub.stopped")
+
+    def _grpc_server(self) -> grpc.Server:
+        limit = self.settings.max_message_bytes
+        server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=self.settings.max_workers, thread_name_prefix="hub-rpc"
+            ),
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        server.add_generic_rpc_handlers((self.servicer.handlers(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SYNC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ("", SYNC_SERVICE):
+            self.health.set(service, status)
+
+
+def serve(settings: HubSettings) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    hub = HubServer(settings)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("hub.signal", signal=signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    hub.start()
+    while not stop_requested.wait(1.0):
+        pass
+    hub.stop()
+    return 0

@@ -1,0 +1,232 @@
+"""The fraudscreen.v1.Sync servicer: authenticate, parse, call storage, map errors.
+
+Status codes a gateway or analyst acts on:
+  UNAUTHENTICATED      no credentials, or a token the hub does not know
+  PERMISSION_DENIED    a site pushing another site's batch; a publisher pushing; a site
+                       publishing
+  INVALID_ARGUMENT     malformed request; google.rpc.BadRequest names each bad field
+  FAILED_PRECONDITION  unknown bin schema (batch.schema_hash); a release whose signature or
+                       bundle does not verify
+  ALREADY_EXISTS       a batch id (or model version) already stored with other content:
+                       the hub keeps the first and never overwrites; retrying cannot help
+An OK PushBatch means the hub holds the batch durably: `stored` says this call wrote it,
+`duplicate` that an identical copy was already there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from fraudscreen.hub.auth import (
+    Authenticator,
+    Caller,
+    require_own_site,
+    require_publisher,
+    require_site,
+)
+from fraudscreen.hub.errors import (
+    AuthenticationError,
+    PermissionDeniedError,
+    ReleaseRejectedError,
+    UnknownSchemaError,
+)
+from fraudscreen.hub.releases import verify_release
+from fraudscreen.hub.schemas import SchemaRegistry
+from fraudscreen.hub.storage import ConflictError, HubStore
+from fraudscreen.hub.validation import batch_from_request, release_from_request
+from fraudscreen.model.signing import PublicKey
+from fraudscreen.transport.servicer import (
+    Undecodable,
+    UndecodableRequestError,
+    classify,
+    code_name,
+    error_status,
+    lenient_parser,
+)
+from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
+from fraudscreen.v1 import sync_pb2 as pb
+
+log = structlog.get_logger("fraudscreen.hub")
+
+SYNC_SERVICE = pb.DESCRIPTOR.services_by_name["Sync"].full_name
+M = TypeVar("M", bound=Message)
+R = TypeVar("R")
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def hub_status(exc: Exception) -> status_pb2.Status:
+    """Map a refusal to the status its caller can act on; anything else is INTERNAL."""
+    if isinstance(exc, AuthenticationError):
+        return error_status(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, PermissionDeniedError):
+        return error_status(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, UnknownSchemaError):
+        return error_status(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(exc),
+            [FieldViolation("batch.schema_hash", "not a bin schema this hub accepts")],
+        )
+    if isinstance(exc, ReleaseRejectedError):
+        return error_status(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, ConflictError):
+        return error_status(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+    if isinstance(exc, RequestInvalidError | UndecodableRequestError):
+        return classify(exc)
+    log.error("sync.internal_error", error_type=type(exc).__name__, exc_info=exc)
+    return error_status(grpc.StatusCode.INTERNAL, "internal error; the hub logged it")
+
+
+def _decoded(request: object, message_type: type[M]) -> M:
+    if isinstance(request, Undecodable):
+        raise UndecodableRequestError(
+            f"request is not a valid {request.type_name} message ({request.error})"
+        )
+    return cast(M, request)
+
+
+def _certificate_names(context: grpc.ServicerContext) -> list[bytes]:
+    """Common names of the verified client certificate (none without mutual TLS)."""
+    value: object = context.auth_context().get("x509_common_name")
+    if isinstance(value, bytes):
+        return [value]
+    if value is None:
+        return []
+    return [v for v in cast(Iterable[object], value) if isinstance(v, bytes)]
+
+
+class SyncServicer:
+    """Handlers for fraudscreen.v1.Sync; registered by `handlers()` with lenient parsing."""
+
+    def __init__(
+        self,
+        store: HubStore,
+        authenticator: Authenticator,
+        schemas: SchemaRegistry,
+        trusted_keys: Sequence[PublicKey],
+        *,
+        now: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        self._store = store
+        self._auth = authenticator
+        self._schemas = schemas
+        self._trusted = list(trusted_keys)
+        self._now = now
+
+    def handlers(self) -> grpc.GenericRpcHandler[Any, Any]:
+        def unary(handler: Callable[[object, grpc.ServicerContext], Message], request: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                handler,
+                request_deserializer=lenient_parser(request),
+                response_serializer=lambda message: message.SerializeToString(),
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SYNC_SERVICE,
+            {
+                "PushBatch": unary(self.PushBatch, pb.PushBatchRequest),
+                "FetchRelease": unary(self.FetchRelease, pb.FetchReleaseRequest),
+                "PublishRelease": unary(self.PublishRelease, pb.PublishReleaseRequest),
+            },
+        )
+
+    def PushBatch(self, message: object, context: grpc.ServicerContext) -> pb.PushBatchResponse:
+        def push(caller: Caller) -> pb.PushBatchResponse:
+            require_site(caller)
+            request = _decoded(message, pb.PushBatchRequest)
+            if request.HasField("batch"):  # else validation names the missing field
+                require_own_site(caller, request.batch.site_id)
+            batch = batch_from_request(request, self._schemas, today=self._now().date())
+            stored = self._store.put_batch(batch)
+            log.info(
+                "sync.batch_stored" if stored else "sync.batch_duplicate",
+                site_id=batch.site_id,
+                batch_id=batch.batch_id,
+                period=batch.period,
+                schema_hash=batch.schema_hash[:12],
+                cells=len(batch.cells),
+                epsilon=batch.epsilon,
+            )
+            return pb.PushBatchResponse(stored=stored, duplicate=not stored)
+
+        return self._serve("PushBatch", context, push)
+
+    def FetchRelease(
+        self, message: object, context: grpc.ServicerContext
+    ) -> pb.FetchReleaseResponse:
+        def fetch(caller: Caller) -> pb.FetchReleaseResponse:
+            site = require_site(caller)
+            request = _decoded(message, pb.FetchReleaseRequest)
+            found = self._store.release_for(site)
+            if found is None or found.model_version == request.current_version:
+                return pb.FetchReleaseResponse(available=False)
+            log.info("sync.release_sent", site_id=site, model_version=found.model_version)
+            return pb.FetchReleaseResponse(
+                available=True,
+                release=pb.ModelRelease(
+                    model_version=found.model_version,
+                    files=[pb.ReleaseFile(name=n, content=c) for n, c in found.files.items()],
+                    published_at=found.published_at,
+                ),
+            )
+
+        return self._serve("FetchRelease", context, fetch)
+
+    def PublishRelease(
+        self, message: object, context: grpc.ServicerContext
+    ) -> pb.PublishReleaseResponse:
+        def publish(caller: Caller) -> pb.PublishReleaseResponse:
+            publisher = require_publisher(caller)
+            request = _decoded(message, pb.PublishReleaseRequest)
+            known = self._auth.sites.names() | {s.site_id for s in self._store.sites_summary()}
+            version, files, sites = release_from_request(request, known)
+            verified = verify_release(version, files, self._trusted)
+            if verified.bin_schema is not None:  # gateways running it aggregate with it
+                self._store.put_schema(verified.bin_schema, accept=True)
+                if self._schemas.add(verified.bin_schema):
+                    log.info("sync.schema_accepted", schema_hash=verified.bin_schema.hash[:12])
+            published_at = self._now().isoformat(timespec="seconds")
+            record = self._store.put_release(version, files, sites, published_at)
+            log.info(
+                "sync.release_published",
+                publisher=publisher,
+                model_version=version,
+                sites=list(sites) if sites is not None else "all",
+                seq=record.seq,
+            )
+            return pb.PublishReleaseResponse(
+                model_version=version, sites=len(sites) if sites is not None else len(known)
+            )
+
+        return self._serve("PublishRelease", context, publish)
+
+    def _serve(self, method: str, context: grpc.ServicerContext, work: Callable[[Caller], R]) -> R:
+        started = time.perf_counter()
+        caller: Caller | None = None
+        try:
+            caller = self._auth.authenticate(
+                context.invocation_metadata(), _certificate_names(context)
+            )
+            return work(caller)
+        except Exception as exc:
+            status = hub_status(exc)
+            log.info(
+                "sync.refused",
+                method=method,
+                caller=caller.name if caller is not None else None,
+                code=code_name(status),
+                message=status.message,
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            context.abort_with_status(rpc_status.to_status(status))

@@ -1,0 +1,492 @@
+"""Where the hub keeps what sites send and what analysts publish. No gRPC in here.
+
+Only differentially private aggregates reach this store: per batch its metadata (site,
+period, schema hash, epsilon, delta, mechanism) and per cell the bin codes with two noisy
+counts. There is nowhere to put a card number, a card token, a terminal, an amount or the
+time of a transaction, and the tests scan the database to keep it that way.
+
+`HubStore` is the interface; `SQLiteHubStore` is the default backend. A PostgreSQL backend
+implements the same Protocol (see its docstring for what each method must guarantee).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from fraudscreen.privacy.binning import BinSchema
+
+Cell = tuple[int, ...]
+StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
+
+
+class ConflictError(ValueError):
+    """An id that is already stored with different content; the store keeps the first."""
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """One (site, period) aggregate batch as validated by the hub."""
+
+    site_id: str
+    batch_id: str
+    period: str
+    period_days: int
+    schema_hash: str
+    epsilon: float
+    delta: float
+    mechanism: str
+    cells: tuple[StoredCell, ...]
+
+    def content_sha256(self) -> str:
+        """Hash of everything the site sent; cell order does not matter (cells are a set)."""
+        document = {
+            "site_id": self.site_id,
+            "batch_id": self.batch_id,
+            "period": self.period,
+            "period_days": self.period_days,
+            "schema_hash": self.schema_hash,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "mechanism": self.mechanism,
+            "cells": sorted([list(codes), total, fraud] for codes, total, fraud in self.cells),
+        }
+        return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A stored batch without its cells."""
+
+    site_id: str
+    batch_id: str
+    period: str
+    period_days: int
+    schema_hash: str
+    epsilon: float
+    delta: float
+    mechanism: str
+    cells: int
+    received_at: float
+
+
+class CellSum(NamedTuple):
+    """Sums of noisy counts over every batch holding the cell; fraud may be negative."""
+
+    total: int
+    fraud: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    site_id: str
+    batches: int
+    periods: int
+    last_period: str
+    epsilon: float  # sum over the site's batches
+    schema_hashes: tuple[str, ...]
+    last_received_at: float
+
+
+class TargetedRelease(NamedTuple):
+    """The release a site should run: its version, files by name, publication time."""
+
+    model_version: str
+    files: dict[str, bytes]
+    published_at: str
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """A published release without its file contents. `sites` None: every site."""
+
+    seq: int
+    model_version: str
+    published_at: str
+    sites: tuple[str, ...] | None
+    content_sha256: str
+    size: int
+
+
+class HubStore(Protocol):
+    """What the hub needs from a database. Implementations must be safe to call from many
+    threads at once (one gRPC worker per call).
+
+    A PostgreSQL backend maps this one to one: `batches` with primary key
+    (site_id, batch_id) and a content hash column; `put_batch` in one transaction as
+    `INSERT ... ON CONFLICT (site_id, batch_id) DO NOTHING`, then, when nothing was
+    inserted, compare the stored content hash (equal: duplicate, else ConflictError) and
+    insert the cells in the same transaction; `summed_table` a `GROUP BY codes` over cells
+    joined to batches (codes as `smallint[]` or the same comma text); releases append-only
+    with a serial `seq`, targets in their own table, `release_for` the highest `seq`
+    addressed to everyone or to the site.
+    """
+
+    def put_batch(self, batch: StoredBatch) -> bool:
+        """Store a batch atomically. True if stored now, False if an identical copy was
+        already there; raises ConflictError if the id is stored with other content."""
+        ...
+
+    def batches(self, schema_hash: str | None = None) -> list[BatchRecord]:
+        """Stored batches (all, or one schema's), ordered by site, period and id."""
+        ...
+
+    def summed_table(self, schema_hash: str) -> dict[Cell, CellSum]:
+        """Per cell, the sums of noisy counts across all sites and periods of a schema."""
+        ...
+
+    def sites_summary(self) -> list[SiteSummary]:
+        """Per site: batch count, distinct periods, last period, epsilon sum."""
+        ...
+
+    def put_schema(self, schema: BinSchema, *, accept: bool = False) -> None:
+        """Remember a bin schema so an export can name its columns without the bundle;
+        `accept` (schemas of verified releases) keeps it accepted across restarts."""
+        ...
+
+    def schema(self, schema_hash: str) -> BinSchema | None: ...
+
+    def schemas(self, *, accepted_only: bool = False) -> list[BinSchema]: ...
+
+    def put_release(
+        self,
+        model_version: str,
+        files: Mapping[str, bytes],
+        sites: Sequence[str] | None,
+        published_at: str,
+    ) -> ReleaseRecord:
+        """Append a release for some sites (canary) or all (None). Publishing the same
+        version with the same files again re-targets it (promotion, rollback); the same
+        version with other files raises ConflictError."""
+        ...
+
+    def release_for(self, site_id: str) -> TargetedRelease | None:
+        """The newest release addressed to the site or to all sites."""
+        ...
+
+    def releases(self) -> list[ReleaseRecord]:
+        """Every publication, oldest first."""
+        ...
+
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS batches (
+    site_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    period_days INTEGER NOT NULL,
+    schema_hash TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    mechanism TEXT NOT NULL,
+    cell_count INTEGER NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (site_id, batch_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batches_by_schema ON batches (schema_hash);
+CREATE TABLE IF NOT EXISTS cells (
+    site_id TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    codes TEXT NOT NULL,
+    noisy_total INTEGER NOT NULL,
+    noisy_fraud INTEGER NOT NULL,
+    PRIMARY KEY (site_id, batch_id, codes),
+    FOREIGN KEY (site_id, batch_id) REFERENCES batches (site_id, batch_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bin_schemas (
+    schema_hash TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    accepted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS releases (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_version TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    everyone INTEGER NOT NULL,
+    published_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS releases_by_version ON releases (model_version);
+CREATE TABLE IF NOT EXISTS release_targets (
+    seq INTEGER NOT NULL REFERENCES releases (seq),
+    site_id TEXT NOT NULL,
+    PRIMARY KEY (seq, site_id)
+);
+CREATE TABLE IF NOT EXISTS release_files (
+    seq INTEGER NOT NULL REFERENCES releases (seq),
+    name TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (seq, name)
+);
+"""
+
+
+def encode_codes(codes: Cell) -> str:
+    return ",".join(str(c) for c in codes)
+
+
+def decode_codes(text: str) -> Cell:
+    return tuple(int(c) for c in text.split(",")) if text else ()
+
+
+def files_sha256(files: Mapping[str, bytes]) -> str:
+    """One hash over names and contents, independent of order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{hashlib.sha256(files[name]).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+class SQLiteHubStore:
+    """HubStore on one SQLite file: WAL, synchronous=FULL (an acknowledged batch is never
+    lost: the gateway will not send it again), file mode 0600, a connection per call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # WAL and shared-memory files inherit this mode
+        finally:
+            os.close(fd)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(f"BEGIN;{_DDL}COMMIT;")  # one transaction: one fsync
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def put_batch(self, batch: StoredBatch) -> bool:
+        digest = batch.content_sha256()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT content_sha256 FROM batches WHERE site_id = ? AND batch_id = ?",
+                (batch.site_id, batch.batch_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] == digest:
+                    return False
+                raise ConflictError(
+                    f"batch {batch.batch_id} of site {batch.site_id} is already stored with "
+                    f"different content (stored sha256 {row[0][:12]}, received {digest[:12]}); "
+                    "the hub keeps the first version and never overwrites it. A batch is "
+                    "noised once and a retry must resend the stored payload unchanged: check "
+                    "whether this site's outbox or privacy ledger was reset (that spends its "
+                    "privacy budget twice) before deleting anything"
+                )
+            conn.execute(
+                "INSERT INTO batches (site_id, batch_id, period, period_days, schema_hash,"
+                " epsilon, delta, mechanism, cell_count, content_sha256, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.site_id,
+                    batch.batch_id,
+                    batch.period,
+                    batch.period_days,
+                    batch.schema_hash,
+                    batch.epsilon,
+                    batch.delta,
+                    batch.mechanism,
+                    len(batch.cells),
+                    digest,
+                    time.time(),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO cells (site_id, batch_id, codes, noisy_total, noisy_fraud)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    (batch.site_id, batch.batch_id, encode_codes(codes), total, fraud)
+                    for codes, total, fraud in batch.cells
+                ),
+            )
+        return True
+
+    def batches(self, schema_hash: str | None = None) -> list[BatchRecord]:
+        query = (
+            "SELECT site_id, batch_id, period, period_days, schema_hash, epsilon, delta,"
+            " mechanism, cell_count, received_at FROM batches"
+        )
+        params: tuple[str, ...] = ()
+        if schema_hash is not None:
+            query += " WHERE schema_hash = ?"
+            params = (schema_hash,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY site_id, period, batch_id", params).fetchall()
+        return [BatchRecord(*row) for row in rows]
+
+    def summed_table(self, schema_hash: str) -> dict[Cell, CellSum]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT c.codes, SUM(c.noisy_total), SUM(c.noisy_fraud), COUNT(*)"
+                " FROM cells AS c JOIN batches AS b"
+                " ON b.site_id = c.site_id AND b.batch_id = c.batch_id"
+                " WHERE b.schema_hash = ? GROUP BY c.codes",
+                (schema_hash,),
+            ).fetchall()
+        table = {decode_codes(codes): CellSum(total, fraud, n) for codes, total, fraud, n in rows}
+        return dict(sorted(table.items()))
+
+    def sites_summary(self) -> list[SiteSummary]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT site_id, COUNT(*), COUNT(DISTINCT period), MAX(period), SUM(epsilon),"
+                " GROUP_CONCAT(DISTINCT schema_hash), MAX(received_at)"
+                " FROM batches GROUP BY site_id ORDER BY site_id"
+            ).fetchall()
+        return [
+            SiteSummary(
+                site_id=site,
+                batches=count,
+                periods=periods,
+                last_period=last,
+                epsilon=float(epsilon),
+                schema_hashes=tuple(sorted(hashes.split(","))),
+                last_received_at=float(received),
+            )
+            for site, count, periods, last, epsilon, hashes, received in rows
+        ]
+
+    # -- schemas ---------------------------------------------------------------------------
+
+    def put_schema(self, schema: BinSchema, *, accept: bool = False) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO bin_schemas (schema_hash, definition, accepted) VALUES (?, ?, ?)"
+                " ON CONFLICT (schema_hash)"
+                " DO UPDATE SET accepted = MAX(accepted, excluded.accepted)",
+                (schema.hash, json.dumps(schema.to_json()), int(accept)),
+            )
+
+    def schema(self, schema_hash: str) -> BinSchema | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT definition FROM bin_schemas WHERE schema_hash = ?", (schema_hash,)
+            ).fetchone()
+        return None if row is None else BinSchema.from_json(json.loads(row[0]))
+
+    def schemas(self, *, accepted_only: bool = False) -> list[BinSchema]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT definition FROM bin_schemas WHERE accepted >= ? ORDER BY schema_hash",
+                (int(accepted_only),),
+            )
+            return [BinSchema.from_json(json.loads(definition)) for (definition,) in rows]
+
+    # -- releases --------------------------------------------------------------------------
+
+    def put_release(
+        self,
+        model_version: str,
+        files: Mapping[str, bytes],
+        sites: Sequence[str] | None,
+        published_at: str,
+    ) -> ReleaseRecord:
+        digest = files_sha256(files)
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT content_sha256 FROM releases WHERE model_version = ? LIMIT 1",
+                (model_version,),
+            ).fetchone()
+            if row is not None and row[0] != digest:
+                raise ConflictError(
+                    f"model version {model_version} is already published with different "
+                    "files; a version names one exact bundle. Give the new bundle a new "
+                    "model version, or publish the original files again to re-target it"
+                )
+            cursor = conn.execute(
+                "INSERT INTO releases (model_version, content_sha256, everyone, published_at)"
+                " VALUES (?, ?, ?, ?)",
+                (model_version, digest, int(sites is None), published_at),
+            )
+            seq = cursor.lastrowid
+            assert seq is not None
+            conn.executemany(
+                "INSERT INTO release_targets (seq, site_id) VALUES (?, ?)",
+                ((seq, site) for site in sorted(set(sites or ()))),
+            )
+            conn.executemany(
+                "INSERT INTO release_files (seq, name, content) VALUES (?, ?, ?)",
+                ((seq, name, bytes(files[name])) for name in sorted(files)),
+            )
+        return ReleaseRecord(
+            seq=seq,
+            model_version=model_version,
+            published_at=published_at,
+            sites=None if sites is None else tuple(sorted(set(sites))),
+            content_sha256=digest,
+            size=sum(len(content) for content in files.values()),
+        )
+
+    def release_for(self, site_id: str) -> TargetedRelease | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT seq, model_version, published_at FROM releases AS r"
+                " WHERE r.everyone = 1 OR EXISTS"
+                " (SELECT 1 FROM release_targets AS t WHERE t.seq = r.seq AND t.site_id = ?)"
+                " ORDER BY seq DESC LIMIT 1",
+                (site_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, version, published_at = row
+            files = conn.execute(
+                "SELECT name, content FROM release_files WHERE seq = ? ORDER BY name", (seq,)
+            ).fetchall()
+        return TargetedRelease(
+            version, {name: bytes(content) for name, content in files}, published_at
+        )
+
+    def releases(self) -> list[ReleaseRecord]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT r.seq, r.model_version, r.published_at, r.everyone, r.content_sha256,"
+                " (SELECT COALESCE(SUM(LENGTH(content)), 0) FROM release_files AS f"
+                "  WHERE f.seq = r.seq)"
+                " FROM releases AS r ORDER BY r.seq"
+            ).fetchall()
+            targets: dict[int, list[str]] = {}
+            for seq, site in conn.execute(
+                "SELECT seq, site_id FROM release_targets ORDER BY seq, site_id"
+            ):
+                targets.setdefault(seq, []).append(site)
+        return [
+            ReleaseRecord(
+                seq=seq,
+                model_version=version,
+                published_at=published_at,
+                sites=None if everyone else tuple(targets.get(seq, ())),
+                content_sha256=digest,
+                size=size,
+            )
+            for seq, version, published_at, everyone, digest, size in rows
+        ]

@@ -1,0 +1,240 @@
+"""Gateway -> hub sync end to end: offline days lose nothing, every batch arrives exactly
+once, and what crosses the wire or lands at the hub holds no card, terminal, time or amount.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from fraudscreen.hub.server import HubServer, HubSettings
+from fraudscreen.hub.tokens import add_token
+from fraudscreen.logs import luhn_valid
+from fraudscreen.privacy.aggregate import due_periods
+from fraudscreen.transport import uploader
+from fraudscreen.transport.server import Gateway
+from fraudscreen.v1 import screening_pb2 as pb
+from fraudscreen.v1 import sync_pb2
+from tests.service_support import gateway_config, running_gateway, screen_request, stub_for
+
+DAY = 86_400
+DAYS_BACK = (20, 19, 18, 17)  # matured periods (label maturity 14 days)
+PER_DAY = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pan(number: int) -> str:
+    body = f"400000{number:09d}"
+    check = next(d for d in "0123456789" if luhn_valid(body + d))
+    return body + check
+
+
+@contextmanager
+def running_hub(directory: Path, port: int) -> Iterator[HubServer]:
+    server = HubServer(
+        HubSettings(
+            db=directory / "hub.sqlite3",
+            site_tokens=directory / "sites.tokens",
+            publisher_tokens=directory / "publishers.tokens",
+            listen=f"127.0.0.1:{port}",
+            grace_seconds=0.5,
+        )
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=0)
+
+
+class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """Keeps the exact bytes of every request the gateway sends to the hub."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        self.sent.append(request.SerializeToString())
+        return continuation(details, request)
+
+
+def test_offline_days_then_every_batch_arrives_once(
+    tmp_path: Path, small_bundle_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+    token = add_token(hub_dir / "sites.tokens", "shop-7")
+    (tmp_path / "hub.token").write_text(token)
+    port = free_port()
+    recorder = Recorder()
+    real_channel = uploader.hub_channel
+    monkeypatch.setattr(
+        uploader, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
+    )
+    config = gateway_config(
+        tmp_path / "gw",
+        small_bundle_path,
+        {
+            "FRAUDSCREEN_SITE_ID": "shop-7",
+            "FRAUDSCREEN_SYNC_HUB": f"127.0.0.1:{port}",
+            "FRAUDSCREEN_SYNC_TOKEN_FILE": str(tmp_path / "hub.token"),
+            "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "3600",  # the test drives the agent by hand
+            "FRAUDSCREEN_PRIVACY_EPSILON_PER_PERIOD": "8",
+        },
+    )
+    now = int(time.time())
+    sent_pans, sent_amounts, sent_times = set(), set(), set()
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            for back in DAYS_BACK:
+                day_start = (now // DAY - back) * DAY
+                for i in range(PER_DAY):
+                    card = pan(back * 1000 + i)
+                    seconds = day_start + 3600 + 97 * i
+                    amount = 123_457 + back * 1000 + i
+                    stub.Screen(
+                        screen_request(
+                            f"t{back}-{i}",
+                            pan=card,
+                            seconds=seconds,
+                            amount_minor=amount,
+                            terminal_id=f"TERM{i % 4}",
+                        ),
+                        timeout=5,
+                    )
+                    sent_pans.add(card)
+                    sent_amounts.add(amount)
+                    sent_times.add(seconds)
+            stub.ReportOutcome(
+                pb.ReportOutcomeRequest(
+                    transaction_id="t20-3", terminal_id="TERM3", outcome=pb.OUTCOME_CONFIRMED_FRAUD
+                ),
+                timeout=5,
+            )
+        gw.journal.flush()
+        tokens = {r.card_token for r in gw.journal.iter_transactions(0)}
+        # every matured day is a period, quiet days included (they still spend epsilon)
+        due = due_periods(min(sent_times), now, period_days=1, maturity_days=14)
+        busy = {p.name for p in due if any(p.start <= t < p.end for t in sent_times)}
+        assert len(busy) == len(DAYS_BACK)
+
+        # hub down: periods are noised into the outbox, pushes fail and wait
+        with pytest.raises(ConnectionError):
+            gw.sync_agent.tick()
+        status = gw.outbox.status()
+        assert status.periods == len(due)
+        assert status.pending == len(due)
+        assert status.sent == 0
+        assert status.last_error is not None
+        assert "UNAVAILABLE" in status.last_error
+
+        with running_hub(hub_dir, port):
+            tick_until_sent(gw)  # hub up: everything goes, once
+            assert gw.outbox.status().sent == len(due)
+            assert gw.outbox.status().pending == 0
+            # a lost acknowledgement: the gateway sends the stored batch again
+            with sqlite3.connect(config.journal.path) as conn:
+                conn.execute("UPDATE sync_outbox SET sent_at = NULL")
+            tick_until_sent(gw)
+            gw.sync_agent.tick()  # and nothing new is noised on later rounds
+        assert gw.outbox.status().periods == len(due)
+
+    with sqlite3.connect(hub_dir / "hub.sqlite3") as conn:
+        stored = conn.execute("SELECT site_id, batch_id, period FROM batches").fetchall()
+        assert sorted(p for _, _, p in stored) == sorted(p.name for p in due)
+        assert {s for s, _, _ in stored} == {"shop-7"}
+        assert len({b for _, b, _ in stored}) == len(due)
+        hub_values = _all_values(conn)
+
+    # what crossed the wire: only codes, noisy counts and batch metadata
+    pushes = [sync_pb2.PushBatchRequest.FromString(b) for b in recorder.sent if b.startswith(b"\n")]
+    # every batch crossed at least twice (sent, then resent after the "lost" ack), always
+    # the same stored bytes; the hub still holds each once (checked above)
+    by_id: dict[str, set[bytes]] = {}
+    for push in pushes:
+        by_id.setdefault(push.batch.batch_id, set()).add(push.SerializeToString())
+    assert len(by_id) == len(due)
+    assert all(len(copies) == 1 for copies in by_id.values())
+    assert sum(p.batch.batch_id == next(iter(by_id)) for p in pushes) >= 2
+    for push in pushes:
+        batch = push.batch
+        assert batch.site_id == "shop-7"
+        assert bool(batch.cells) == (batch.period in busy)  # busy cells pass the threshold
+        for cell in batch.cells:
+            assert all(-1 <= c <= 4 for c in cell.codes)
+            assert 0 < cell.noisy_total < 10 * PER_DAY
+    wire = b"".join(recorder.sent)
+    for secret in sent_pans | tokens | {f"TERM{i}" for i in range(4)}:
+        assert secret.encode() not in wire
+        assert not any(secret in v for v in hub_values)
+    numbers = {str(n) for n in sent_amounts | sent_times}
+    wire_ints = {str(c.noisy_total) for p in pushes for c in p.batch.cells}
+    assert not numbers & wire_ints
+    assert not any(n in v for n in numbers for v in hub_values)
+
+
+def tick_until_sent(gw: Gateway) -> None:
+    """The gateway's channel reconnects with its own backoff; retry like the agent does."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            gw.sync_agent.tick()
+            return
+        except ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _all_values(conn: sqlite3.Connection) -> list[str]:
+    values: list[str] = []
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - our own table names
+            values.extend(
+                v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+                for v in row
+                if v is not None
+            )
+    return values
+
+
+def test_sync_status_command_reports_the_outbox(tmp_path: Path, small_bundle_path: Path) -> None:
+    config = gateway_config(tmp_path, small_bundle_path)
+    with running_gateway(config) as gw:
+        assert isinstance(gw, Gateway)
+    import subprocess
+    import sys
+
+    env = {
+        "FRAUDSCREEN_JOURNAL_PATH": str(config.journal.path),
+        "FRAUDSCREEN_SITE_KEY_FILE": str(config.site.key_file),
+        "PATH": "/usr/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "fraudscreen", "sync", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "periods released: 0" in out.stdout
+    assert "sync disabled" in out.stdout
