@@ -49,3 +49,14 @@ def small_bundle_path(
 @pytest.fixture(scope="session")
 def small_bundle(small_bundle_path: Path) -> Bundle:
     return load_bundle(small_bundle_path)
+
+
+@pytest.fixture(scope="session")
+def other_bundle_path(
+    small_history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A second model (another version) for release and hot-swap tests."""
+    path = tmp_path_factory.mktemp("bundle") / "other"
+    config = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=25, name="test-b")
+    train_bundle(small_history, path, config, progress=False, source="small")
+    return path

@@ -27,6 +27,7 @@ def gateway_config(
         "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
         "FRAUDSCREEN_SITE_KEY_FILE": str(directory / "site.key"),
         "FRAUDSCREEN_JOURNAL_PATH": str(directory / "journal.sqlite3"),
+        "FRAUDSCREEN_MODEL_RELEASES_DIR": str(directory / "releases"),
         "FRAUDSCREEN_SERVER_GRACE_SECONDS": "2",
         "FRAUDSCREEN_LOGGING_FORMAT": "json",
         **({"FRAUDSCREEN_MODEL_BUNDLE": str(bundle)} if bundle is not None else {}),

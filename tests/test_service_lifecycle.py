@@ -69,6 +69,7 @@ def _start_process(
         "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
         "FRAUDSCREEN_SITE_KEY_FILE": str(tmp_path / "site.key"),
         "FRAUDSCREEN_JOURNAL_PATH": str(tmp_path / "journal.sqlite3"),
+        "FRAUDSCREEN_MODEL_RELEASES_DIR": str(tmp_path / "releases"),
         "FRAUDSCREEN_MODEL_BUNDLE": str(bundle),
         "FRAUDSCREEN_SERVER_GRACE_SECONDS": "5",
         **(extra or {}),

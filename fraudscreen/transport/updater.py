@@ -115,9 +115,9 @@ class ModelUpdater:
                 max_score_diff=round(trial.max_score_diff, 6),
                 completed=finished,
             )
-        self.slot.swap(candidate)
-        self.store.activate(version)
+        self.store.activate(version)  # state first: a rollback right after must see it
         self._stamp = self.store.state_stamp()
+        self.slot.swap(candidate)
         self._on_swap(candidate)
         self._on_result("swapped", None)
         log.info("model.swapped", model_version=version, previous=live.version if live else None)
