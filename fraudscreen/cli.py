@@ -42,6 +42,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from fraudscreen.history import load_history
     from fraudscreen.model.train import TrainingConfig, train_bundle
 
+    if args.from_hub is not None:
+        return _train_from_hub(args)
+    if args.history is None:
+        raise ValueError("give a HISTORY file to train on, or --from-hub EXPORT")
+
     config = TrainingConfig(
         train_end=args.train_end,
         train_days=args.train_days,
@@ -69,6 +74,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_from_hub(args: argparse.Namespace) -> int:
+    from fraudscreen.model.retrain import retrain_from_export
+
+    result = retrain_from_export(
+        args.from_hub,
+        args.out,
+        name=args.name if args.name != "fraudscreen" else "fraudscreen-dp",
+        holdout=args.holdout,
+        seed=args.seed,
+        current=args.current,
+        history=args.history,
+    )
+    manifest = result.manifest
+    print(f"bundle {manifest.model_version} (reads bin codes) written to {args.out}")
+    print(
+        f"held-out share: AUC {result.holdout.auc():.3f}, AP "
+        f"{result.holdout.average_precision():.3f}"
+    )
+    print(
+        f"thresholds: review >= {manifest.thresholds.review:.4f}, decline >= "
+        f"{manifest.thresholds.decline:.4f}"
+    )
+    print(f"report: {result.report}")
+    print(f"next: fraudscreen sign {args.out} --key KEY, then fraudscreen publish")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.privacy:
         return _cmd_evaluate_privacy(args)
@@ -87,6 +119,17 @@ def _epsilons(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
+
+
+def _mechanisms(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    known = ("known_domain", "threshold")  # privacy.release.MECHANISMS (no OpenDP import here)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one or more of {', '.join(known)}, comma-separated"
+        )
+    return names
 
 
 def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
@@ -113,6 +156,7 @@ def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
         repetitions=args.repetitions,
         site_features=args.site_features,
         timezone=args.timezone,
+        mechanisms=args.mechanisms,
     )
     if path is None:
         print("no HISTORY given: simulating the default data set", file=sys.stderr)
@@ -382,6 +426,12 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--delta", type=float, default=1e-7)
     group.add_argument("--repetitions", type=int, default=3, help="noise draws per epsilon (3)")
     group.add_argument(
+        "--mechanisms",
+        type=_mechanisms,
+        default=("known_domain", "threshold"),
+        help="DP releases to compare, side by side (known_domain,threshold)",
+    )
+    group.add_argument(
         "--site-features",
         action="store_true",
         help="compute each site's features from its own journal (as a gateway does)",
@@ -405,8 +455,35 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_cmd_simulate)
 
-    train = verbs.add_parser("train", help="train a model bundle from a history file")
-    train.add_argument("history", type=Path, help="CSV or Parquet history (see README)")
+    train = verbs.add_parser(
+        "train", help="train a model bundle from a history file, or from the hub's DP tables"
+    )
+    train.add_argument(
+        "history",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="CSV or Parquet history (see README); with --from-hub: used for the report only",
+    )
+    train.add_argument(
+        "--from-hub",
+        type=Path,
+        default=None,
+        metavar="EXPORT",
+        help="train on a `fraudscreen hub export` table instead of raw rows",
+    )
+    train.add_argument(
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="--from-hub: share of every cell kept aside (default 0.2)",
+    )
+    train.add_argument(
+        "--current",
+        type=Path,
+        default=DEFAULT_BUNDLE,
+        help="--from-hub: the released bundle to compare with in the report",
+    )
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     train.add_argument(
         "--train-end",

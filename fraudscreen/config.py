@@ -88,6 +88,8 @@ PredictorChoice = Literal["native", "lightgbm"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 RequestLogging = Literal["all", "non_approve"]
+# privacy.release.Mechanism (kept here too: the config must not import OpenDP)
+ReleaseMechanism = Literal["known_domain", "threshold"]
 
 
 class ConfigError(ValueError):
@@ -419,6 +421,9 @@ class PrivacyConfig:
     period_days: int = 1
     label_maturity_days: int = 14  # wait this long for chargebacks before releasing
     epsilon_budget: float = 365.0  # lifetime total; releases stop once spent
+    # "known_domain": every cell of the schema's public domain, discrete Laplace, pure DP;
+    # "threshold": only cells whose noisy total passes a DP threshold (uses delta).
+    mechanism: ReleaseMechanism = "known_domain"
 
     def __post_init__(self) -> None:
         _check_range("epsilon_per_period", self.epsilon_per_period, 0, 50, low_open=True)
@@ -427,6 +432,7 @@ class PrivacyConfig:
         _check_range("period_days", self.period_days, 1, 31)
         _check_range("label_maturity_days", self.label_maturity_days, 0, 180)
         _check_range("epsilon_budget", self.epsilon_budget, 0, 1_000_000, low_open=True)
+        _check_choice("mechanism", self.mechanism, ReleaseMechanism)
 
 
 @dataclass(frozen=True)
@@ -954,6 +960,7 @@ max_clock_skew_seconds = 300.0
 [privacy]
 # What leaves the site, per period: DP counts over the model's bin schema (README, Privacy).
 epsilon_per_period = 1.0
+# Only the "threshold" mechanism spends delta; "known_domain" is pure epsilon-DP.
 delta = 1e-7
 # Transactions per card per period that count (contribution bound).
 max_contributions = 2
@@ -962,6 +969,16 @@ period_days = 1
 label_maturity_days = 14
 # Lifetime epsilon; once spent, nothing more leaves this site.
 epsilon_budget = 365.0
+# How a period's table is released (both OpenDP discrete Laplace, same epsilon):
+# "known_domain": every cell of the bin schema's domain (public: the schema alone fixes
+#   it) gets noisy counts and none is selected away; pure epsilon-DP, delta 0.
+# "threshold": only cells whose noisy total passes a DP threshold are released.
+# known_domain is the default because fraud lives in sparse cells that never pass a
+# per-site, per-day threshold. `fraudscreen evaluate --privacy` on the default simulation
+# (5 sites, 28 daily periods, 2 transactions per card and period): average precision of
+# the hub's model at epsilon 1 / 4 per period is 0.48 / 0.58 with known_domain and 0.01 /
+# 0.02 with threshold (raw binned table without noise: 0.61; a random model: 0.007).
+mechanism = "known_domain"
 
 [sync]
 # host:port of the hub; "" keeps everything on site.

@@ -170,6 +170,7 @@ max_contributions = 3
 period_days = 7
 label_maturity_days = 30
 epsilon_budget = 50.0
+mechanism = "threshold"
 
 [sync]
 hub = "hub.example:50061"
@@ -222,6 +223,7 @@ FULL_EXPECTED: dict[str, object] = {
     "privacy.period_days": 7,
     "privacy.label_maturity_days": 30,
     "privacy.epsilon_budget": 50.0,
+    "privacy.mechanism": "threshold",
     "sync.hub": "hub.example:50061",
     "sync.token_file": Path("/srv/hub.token"),
     "sync.ca_file": Path("/srv/hub-ca.pem"),
@@ -440,6 +442,7 @@ INVALID = [
     ("privacy.period_days", "32", "must be >= 1 and <= 31"),
     ("privacy.label_maturity_days", "181", "must be >= 0 and <= 180"),
     ("privacy.epsilon_budget", "0", "must be > 0"),
+    ("privacy.mechanism", '"laplace"', "expected one of 'known_domain', 'threshold'"),
     ("sync.hub", '"nowhere"', "host:port"),
     ("sync.interval_seconds", "0", "must be >= 1 and <= 86400"),
     ("sync.max_backoff_seconds", "0", "must be >= 1 and <= 86400"),
@@ -614,7 +617,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 54
+    assert len(set(names)) == len(names) == 55
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

@@ -41,6 +41,7 @@ from fraudscreen.model.bundle import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
     Manifest,
+    load_bundle,
     rewrite_manifest,
 )
 from fraudscreen.model.signing import (
@@ -53,7 +54,14 @@ from fraudscreen.model.signing import (
 from fraudscreen.privacy.aggregate import Period
 from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import batch_id, encode_payload
-from fraudscreen.privacy.release import ReleaseParameters, release_table
+from fraudscreen.privacy.release import (
+    MECHANISMS,
+    Mechanism,
+    ReleaseParameters,
+    release,
+    release_known_domain,
+)
+from fraudscreen.transport.uploader import batch_message
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from tests.service_support import PANS
@@ -79,6 +87,7 @@ def make_batch(
     period: str = "2018-04-01",
     cells: list[tuple[list[int], int, int]] | None = None,
     schema_hash: str = SCHEMA.hash,
+    kind: pb.ReleaseKind.ValueType = pb.RELEASE_KIND_THRESHOLD,
 ) -> pb.AggregateBatch:
     if cells is None:
         cells = [(codes(0), 120, 3), (codes(4, 1), 45, -2)]
@@ -92,7 +101,26 @@ def make_batch(
         delta=1e-7,
         mechanism=MECHANISM,
         cells=[pb.AggregateCell(codes=c, noisy_total=t, noisy_fraud=f) for c, t, f in cells],
+        kind=kind,
     )
+
+
+def known_domain_batch(
+    site: str = "shop-a", period: str = "2018-04-01", schema: BinSchema = SCHEMA
+) -> pb.AggregateBatch:
+    """A real known-domain release of a small table: every cell of the schema's domain."""
+    exact = {tuple(codes(0)): (400, 2), tuple(codes(4, 1)): (3, 5)}
+    table = release_known_domain(exact, schema, ReleaseParameters(1.0, max_contributions=2))
+    batch = make_batch(
+        site,
+        period,
+        [(list(c), t, f) for c, (t, f) in table.cells.items()],
+        schema.hash,
+        pb.RELEASE_KIND_KNOWN_DOMAIN,
+    )
+    batch.delta = table.delta
+    batch.mechanism = table.mechanism
+    return batch
 
 
 def run_cli(argv: list[str]) -> int:
@@ -260,7 +288,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Bundles:
         schema = BinSchema.from_json(data["bin_schema"])  # type: ignore[arg-type]
         edges = list(schema.edges)
         edges[0] = (*edges[0], 500.0)
-        data["bin_schema"] = BinSchema(schema.features, tuple(edges)).to_json()
+        data["bin_schema"] = BinSchema(schema.features, tuple(edges), schema.nullable).to_json()
 
     return Bundles(
         v1=_bundle(root / "v1", keys.private),
@@ -314,26 +342,25 @@ def test_push_is_stored_once_and_a_resend_is_a_duplicate(hub: Hub) -> None:
     assert hub.rows("SELECT COUNT(*) FROM cells") == [(2,)]
 
 
-def test_a_real_outbox_payload_is_accepted(hub: Hub) -> None:
-    """What the gateway's DP release and outbox produce passes the hub's checks as is."""
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_real_outbox_payload_is_accepted(hub: Hub, mechanism: Mechanism) -> None:
+    """What the gateway's DP release, outbox and uploader produce passes the hub as is."""
     params = ReleaseParameters(epsilon=0.5, delta=1e-6, max_contributions=10)
     exact: dict[tuple[int, ...], tuple[int, int]] = {
         (0, 0, 0, 0, 0, 0, 0): (5000, 40),
         (4, 1, 2, 2, 2, 1, 2): (3000, 900),
-        (-1, -1, 1, 0, 0, 0, 1): (2500, 0),
+        (1, 0, 1, 0, 0, -1, 1): (2500, 0),  # entry mode missing
     }
-    table = release_table(exact, params)
+    table = release(mechanism, exact, SCHEMA, params)
     period = Period.containing(1_522_540_800)  # 2018-04-01
-    batch = batch_id("shop-a", period.name, SCHEMA.hash, params)
+    batch = batch_id("shop-a", period.name, SCHEMA.hash, params, mechanism)
     payload = encode_payload("shop-a", batch, period, SCHEMA, table)
-    message = pb.AggregateBatch(
-        **{k: v for k, v in payload.items() if k != "cells"},
-        cells=[
-            pb.AggregateCell(codes=c, noisy_total=t, noisy_fraud=f) for c, t, f in payload["cells"]
-        ],
-    )
-    assert hub.push(message).stored
-    assert len(hub.server.store.summed_table(SCHEMA.hash)) == len(table.cells) == 3
+    assert hub.push(batch_message(payload)).stored
+    expected = 3 if mechanism == "threshold" else SCHEMA.domain_size()
+    assert len(hub.server.store.summed_table(SCHEMA.hash)) == len(table.cells) == expected
+    [record] = hub.server.store.batches(SCHEMA.hash)
+    assert record.kind == mechanism
+    assert record.cells == expected
 
 
 def test_concurrent_resends_store_the_batch_exactly_once(hub: Hub) -> None:
@@ -492,6 +519,7 @@ INVALID: list[tuple[str, Callable[[pb.AggregateBatch], None], str]] = [
     ("missing-code", _missing_code, "batch.cells[1].codes"),
     ("code-above-range", _code(1, 0, 5), "batch.cells[1].codes"),
     ("code-below-missing", _code(0, 2, -2), "batch.cells[0].codes"),
+    ("missing-code-not-nullable", _code(0, 0, -1), "batch.cells[0].codes"),
     ("duplicate-cell", _duplicate_cell, "batch.cells[2].codes"),
     ("total-zero", _cell(0, "noisy_total", 0), "batch.cells[0].noisy_total"),
     ("total-negative", _cell(1, "noisy_total", -5), "batch.cells[1].noisy_total"),
@@ -517,6 +545,8 @@ INVALID: list[tuple[str, Callable[[pb.AggregateBatch], None], str]] = [
     ("schema-hash-malformed", _set("schema_hash", "df2d42"), "batch.schema_hash"),
     ("mechanism-empty", _set("mechanism", ""), "batch.mechanism"),
     ("mechanism-control-chars", _set("mechanism", "a\nb"), "batch.mechanism"),
+    ("kind-unspecified", _set("kind", pb.RELEASE_KIND_UNSPECIFIED), "batch.kind"),
+    ("kind-unknown", _set("kind", 7), "batch.kind"),
     ("too-many-cells", _too_many_cells, "batch.cells"),
 ]
 
@@ -579,10 +609,13 @@ def test_schemas_come_from_bundles_and_json_files(tmp_path: Path, keys: Keys) ->
     other = BinSchema.from_edges({"TX_AMOUNT": (10.0, 100.0)})
     schema_file = tmp_path / "schema.json"
     schema_file.write_text(json.dumps(other.to_json()))
+    # the shipped bundle's schema (it may predate nullable lists: then its legacy hash)
+    bundled = load_bundle(DEFAULT_BUNDLE).bin_schema
+    assert bundled is not None and bundled.edges == SCHEMA.edges
     with running_hub(tmp_path / "hub", keys, schemas=(DEFAULT_BUNDLE, schema_file)) as hub:
-        assert set(hub.server.schemas.hashes()) == {SCHEMA.hash, other.hash}
+        assert set(hub.server.schemas.hashes()) == {bundled.hash, other.hash}
         assert hub.push(make_batch(cells=[([2], 60, 1)], schema_hash=other.hash)).stored
-        assert hub.push(make_batch(period="2018-04-02")).stored
+        assert hub.push(make_batch(period="2018-04-02", schema_hash=bundled.hash)).stored
     broken = tmp_path / "broken.json"
     broken.write_text('{"features": ["TX_AMOUNT"]}')
     with pytest.raises(ValueError, match="not a valid bin schema"):
@@ -593,20 +626,114 @@ def test_a_batch_with_no_released_cells_is_stored(hub: Hub) -> None:
     assert hub.push(make_batch(cells=[])).stored  # nothing passed the DP threshold
 
 
+# -- PushBatch: known-domain batches --------------------------------------------------------
+
+
+def test_a_known_domain_batch_with_non_positive_totals_is_accepted(hub: Hub) -> None:
+    batch = known_domain_batch()
+    totals = [cell.noisy_total for cell in batch.cells]
+    assert len(totals) == SCHEMA.domain_size() == 2430
+    assert min(totals) <= 0  # noise around empty cells
+    batch.cells[7].noisy_total = -3  # certainly one non-positive total
+    batch.cells[8].noisy_total = 0
+    assert hub.push(batch).stored
+    assert hub.push(batch).duplicate
+    summed = hub.server.store.summed_table(SCHEMA.hash)
+    assert len(summed) == 2430
+    assert summed[tuple(batch.cells[7].codes)].total == -3
+    assert hub.rows("SELECT kind, delta, cell_count FROM batches") == [("known_domain", 0.0, 2430)]
+
+
+def test_known_domain_and_threshold_batches_sum_together(hub: Hub) -> None:
+    known = known_domain_batch("shop-a", "2018-04-01")
+    assert hub.push(known).stored
+    assert hub.push(make_batch("shop-a", "2018-04-02", [(codes(0), 120, 3)])).stored
+    summed = hub.server.store.summed_table(SCHEMA.hash)
+    first = next(c for c in known.cells if list(c.codes) == codes(0))
+    assert summed[tuple(codes(0))] == CellSum(first.noisy_total + 120, first.noisy_fraud + 3, 2)
+    kinds = {r.period: r.kind for r in hub.server.store.batches(SCHEMA.hash)}
+    assert kinds == {"2018-04-01": "known_domain", "2018-04-02": "threshold"}
+
+
+def test_a_known_domain_batch_missing_cells_is_refused(hub: Hub) -> None:
+    batch = known_domain_batch()
+    del batch.cells[100:103]
+    code, message, fields = refused(lambda: hub.push(batch))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(fields) == {"batch.cells"}
+    assert "every cell of the bin schema's domain exactly once" in fields["batch.cells"]
+    assert "3 missing" in fields["batch.cells"]
+    assert "batch.cells" in message
+    assert hub.rows("SELECT COUNT(*) FROM batches") == [(0,)]
+
+
+def test_a_known_domain_batch_with_a_repeated_cell_is_refused(hub: Hub) -> None:
+    batch = known_domain_batch()
+    batch.cells[5].codes[:] = batch.cells[4].codes  # one cell twice, another missing
+    code, _, fields = refused(lambda: hub.push(batch))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(fields) == {"batch.cells[5].codes", "batch.cells"}
+    assert "repeats the cell of batch.cells[4]" in fields["batch.cells[5].codes"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (_set("delta", 1e-7), "batch.delta"),  # pure DP: delta must be 0
+        (_cell(3, "noisy_total", -(10**13)), "batch.cells[3].noisy_total"),
+        (_cell(3, "noisy_fraud", 10**13), "batch.cells[3].noisy_fraud"),
+        (_code(0, 0, -1), "batch.cells[0].codes"),  # the amount is never missing
+    ],
+)
+def test_known_domain_batch_fields_are_checked(
+    hub: Hub, mutate: Callable[[pb.AggregateBatch], None], field: str
+) -> None:
+    batch = known_domain_batch()
+    mutate(batch)
+    code, _, fields = refused(lambda: hub.push(batch))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in fields, fields
+
+
+def test_an_unspecified_kind_is_refused_naming_the_field(hub: Hub) -> None:
+    batch = make_batch(kind=pb.RELEASE_KIND_UNSPECIFIED)  # e.g. a gateway from before kinds
+    code, message, fields = refused(lambda: hub.push(batch))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(fields) == {"batch.kind"}
+    assert "RELEASE_KIND_UNSPECIFIED" in fields["batch.kind"]
+    assert "batch.kind" in message
+
+
+def test_a_legacy_schema_takes_known_domain_batches_over_its_wider_domain(
+    tmp_path: Path, keys: Keys
+) -> None:
+    legacy = BinSchema(SCHEMA.features, SCHEMA.edges)  # no nullable list: every feature
+    schema_file = tmp_path / "legacy.json"
+    schema_file.write_text(json.dumps(legacy.to_json()))
+    with running_hub(tmp_path / "hub", keys, schemas=(schema_file,)) as hub:
+        batch = known_domain_batch(schema=legacy)
+        assert len(batch.cells) == 13_824
+        assert hub.push(batch).stored
+
+
 # -- export and status --------------------------------------------------------------------
 
 SUMS = {
     # cell: sums over shop-a 2018-04-01, shop-a 2018-04-02 and shop-b 2018-04-01
     tuple(codes(0)): CellSum(100 + 120 + 30, 3 + 5 + 1, 3),
     tuple(codes(4, 1)): CellSum(50, -2, 1),
-    tuple(codes(-1, 0, 2)): CellSum(40 + 25, 0 - 4, 2),
+    tuple(codes(1, 0, 2, 0, 0, -1)): CellSum(40 + 25, 0 - 4, 2),
 }
 
 
 def _push_fleet(hub: Hub) -> None:
     hub.push(make_batch("shop-a", "2018-04-01", [(codes(0), 100, 3), (codes(4, 1), 50, -2)]))
-    hub.push(make_batch("shop-a", "2018-04-02", [(codes(0), 120, 5), (codes(-1, 0, 2), 25, -4)]))
-    shop_b = make_batch("shop-b", "2018-04-01", [(codes(0), 30, 1), (codes(-1, 0, 2), 40, 0)])
+    hub.push(
+        make_batch("shop-a", "2018-04-02", [(codes(0), 120, 5), (codes(1, 0, 2, 0, 0, -1), 25, -4)])
+    )
+    shop_b = make_batch(
+        "shop-b", "2018-04-01", [(codes(0), 30, 1), (codes(1, 0, 2, 0, 0, -1), 40, 0)]
+    )
     hub.push(shop_b, "shop-b")
     assert hub.push(shop_b, "shop-b").duplicate  # a resend must not count twice
     other = BinSchema.from_edges({"TX_AMOUNT": (100.0,)})
@@ -699,6 +826,7 @@ ALLOWED_COLUMNS = {
         "cell_count",
         "content_sha256",
         "received_at",
+        "kind",
     },
     "cells": {"site_id", "batch_id", "codes", "noisy_total", "noisy_fraud"},
     "bin_schemas": {"schema_hash", "definition", "accepted"},
@@ -720,6 +848,7 @@ def test_the_database_holds_only_codes_counts_and_metadata(hub: Hub, bundles: Bu
         "period": {b.period for b in pushed},
         "schema_hash": {b.schema_hash for b in pushed},
         "mechanism": {MECHANISM},
+        "kind": {"threshold", "known_domain"},
     }
     with sqlite3.connect(hub.db) as conn:
         tables = {
@@ -746,7 +875,7 @@ def test_the_database_holds_only_codes_counts_and_metadata(hub: Hub, bundles: Bu
                     else:
                         assert value in allowed_text[column], (table, column, value)
         definitions = [json.loads(d) for (d,) in conn.execute("SELECT definition FROM bin_schemas")]
-        assert all(set(d) == {"features", "edges", "sha256"} for d in definitions)
+        assert all(set(d) == {"features", "edges", "nullable", "sha256"} for d in definitions)
         # Nothing anywhere (release files excepted: analysts' signed model, not site data)
         # looks like a card number.
         for table in tables - {"release_files"}:
@@ -763,6 +892,52 @@ def test_the_database_holds_only_codes_counts_and_metadata(hub: Hub, bundles: Bu
 
 
 # -- storage directly ---------------------------------------------------------------------
+
+
+def test_storage_migrates_a_database_from_before_release_kinds(tmp_path: Path) -> None:
+    """Old hub databases have no kind column: their batches were all thresholded, and a
+    thresholded batch resent by an upgraded gateway is still a duplicate, not a conflict."""
+    path = tmp_path / "hub.sqlite3"
+    SQLiteHubStore(path)
+    with sqlite3.connect(path) as conn:  # make it look like a database from before kinds
+        conn.execute("ALTER TABLE batches DROP COLUMN kind")
+    old = StoredBatch(
+        "s", "b" * 32, "2018-04-01", 1, SCHEMA.hash, 1.0, 1e-7, "m", ((tuple(codes(0)), 10, 1),)
+    )
+    document = {
+        "site_id": "s",
+        "batch_id": "b" * 32,
+        "period": "2018-04-01",
+        "period_days": 1,
+        "schema_hash": SCHEMA.hash,
+        "epsilon": 1.0,
+        "delta": 1e-7,
+        "mechanism": "m",
+        "cells": [[codes(0), 10, 1]],
+    }
+    legacy_digest = hashlib.sha256(json.dumps(document, separators=(",", ":")).encode())
+    assert old.content_sha256() == legacy_digest.hexdigest()  # the hash from before kinds
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO batches (site_id, batch_id, period, period_days, schema_hash, epsilon,"
+            " delta, mechanism, cell_count, content_sha256, received_at)"
+            " VALUES ('s', ?, '2018-04-01', 1, ?, 1.0, 1e-7, 'm', 1, ?, 0)",
+            ("b" * 32, SCHEMA.hash, old.content_sha256()),
+        )
+    store = SQLiteHubStore(path)  # reopened by the new code
+    [record] = store.batches()
+    assert record.kind == "threshold"
+    assert store.put_batch(old) is False  # the resend is a duplicate
+    known = StoredBatch(**{**old.__dict__, "batch_id": "c" * 32, "kind": "known_domain"})
+    assert (
+        known.content_sha256()
+        != StoredBatch(**{**known.__dict__, "kind": "threshold"}).content_sha256()
+    )
+    assert store.put_batch(known) is True
+    assert {r.batch_id: r.kind for r in store.batches()} == {
+        "b" * 32: "threshold",
+        "c" * 32: "known_domain",
+    }
 
 
 def test_storage_put_batch_is_idempotent_and_refuses_conflicts(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ from fraudscreen.privacy.aggregate import (
 )
 from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
-from fraudscreen.privacy.release import ReleaseParameters
+from fraudscreen.privacy.release import MECHANISMS, Mechanism, ReleaseParameters
+from fraudscreen.transport.uploader import batch_message
+from fraudscreen.v1 import sync_pb2
 
 DAY = 86_400
 SCHEMA = BinSchema.default()
@@ -63,7 +65,8 @@ def _table() -> dict[tuple[int, ...], tuple[int, int]]:
     return {cell: (5_000, 40)}
 
 
-def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path, mechanism: Mechanism) -> None:
     outbox = PrivacyOutbox(tmp_path / "j.sqlite3", budget=10)
     period = Period(0, DAY)
     calls = []
@@ -72,9 +75,9 @@ def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path) -> None:
         calls.append(1)
         return _table()
 
-    first = outbox.release("site-1", period, SCHEMA, PARAMS, exact)
-    again = outbox.release("site-1", period, SCHEMA, PARAMS, exact)
-    assert first == batch_id("site-1", period.name, SCHEMA.hash, PARAMS)
+    first = outbox.release("site-1", period, SCHEMA, PARAMS, exact, mechanism=mechanism)
+    again = outbox.release("site-1", period, SCHEMA, PARAMS, exact, mechanism=mechanism)
+    assert first == batch_id("site-1", period.name, SCHEMA.hash, PARAMS, mechanism)
     assert again is None
     assert len(calls) == 1  # no second noising
     pending = outbox.pending()
@@ -82,9 +85,18 @@ def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path) -> None:
     payload = pending[0].payload
     assert payload["epsilon"] == pytest.approx(1.0)
     assert payload["schema_hash"] == SCHEMA.hash
-    total, fraud = payload["cells"][0][1:]
+    assert payload["kind"] == mechanism
+    cells = {tuple(codes): (total, fraud) for codes, total, fraud in payload["cells"]}
+    [cell] = _table()
+    total, fraud = cells[cell]
     assert abs(total - 5040) < 200  # noisy, around the truth
     assert abs(fraud - 40) < 200
+    if mechanism == "known_domain":
+        assert set(cells) == set(SCHEMA.domain())  # every cell, the busy one included
+        assert payload["delta"] == 0.0
+    else:
+        assert list(cells) == [cell]
+        assert 0 < payload["delta"] <= PARAMS.delta
     assert outbox.pending()[0].payload == payload  # the stored payload, byte for byte
     outbox.mark_failed(first, "UNAVAILABLE: hub down")
     assert outbox.status().last_error == "UNAVAILABLE: hub down"
@@ -124,10 +136,45 @@ def test_payload_holds_only_codes_and_noisy_counts(tmp_path: Path) -> None:
         "epsilon",
         "delta",
         "mechanism",
+        "kind",
         "cells",
     }
+    assert payload["kind"] == "known_domain"  # the default mechanism
     for codes, total, fraud in payload["cells"]:
         assert all(isinstance(c, int) and -1 <= c <= 4 for c in codes)
         assert isinstance(total, int)
         assert isinstance(fraud, int)
     assert not math.isnan(json.loads(json.dumps(payload))["epsilon"])
+
+
+def test_batch_id_depends_on_the_mechanism() -> None:
+    ids = {m: batch_id("s", "1970-01-01", SCHEMA.hash, PARAMS, m) for m in MECHANISMS}
+    assert len(set(ids.values())) == len(MECHANISMS)
+    assert batch_id("s", "1970-01-01", SCHEMA.hash, PARAMS) == ids["known_domain"]
+    assert all(len(i) == 32 for i in ids.values())
+
+
+def test_a_period_is_released_once_whatever_the_mechanism(tmp_path: Path) -> None:
+    """Switching privacy.mechanism must not release (and spend on) a period again."""
+    outbox = PrivacyOutbox(tmp_path / "j.sqlite3", budget=10)
+    period = Period(0, DAY)
+    assert outbox.release("s", period, SCHEMA, PARAMS, _table, mechanism="threshold")
+    assert outbox.release("s", period, SCHEMA, PARAMS, _table, mechanism="known_domain") is None
+    assert outbox.status().spent == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mechanism"):
+        outbox.release("s", Period(DAY, 2 * DAY), SCHEMA, PARAMS, _table, mechanism="laplace")  # type: ignore[arg-type]
+    assert outbox.status().periods == 1
+
+
+def test_batch_message_carries_the_kind(tmp_path: Path) -> None:
+    outbox = PrivacyOutbox(tmp_path / "j.sqlite3", budget=10)
+    outbox.release("s", Period(0, DAY), SCHEMA, PARAMS, _table, mechanism="known_domain")
+    outbox.release("s", Period(DAY, 2 * DAY), SCHEMA, PARAMS, _table, mechanism="threshold")
+    known, threshold = (entry.payload for entry in outbox.pending())
+    assert batch_message(known).kind == sync_pb2.RELEASE_KIND_KNOWN_DOMAIN
+    assert len(batch_message(known).cells) == SCHEMA.domain_size()
+    assert batch_message(threshold).kind == sync_pb2.RELEASE_KIND_THRESHOLD
+    older = {k: v for k, v in threshold.items() if k != "kind"}  # stored before "kind"
+    assert batch_message(older).kind == sync_pb2.RELEASE_KIND_THRESHOLD
+    with pytest.raises(ValueError, match="release kind"):
+        batch_message({**known, "kind": "other"})

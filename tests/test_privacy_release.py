@@ -5,18 +5,29 @@ from __future__ import annotations
 import math
 import statistics
 from importlib.metadata import version
+from typing import get_args
 
 import numpy as np
 import pytest
 
+from fraudscreen.config import PrivacyConfig, ReleaseMechanism
+from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.release import (
+    MAX_DOMAIN_CELLS,
+    MECHANISMS,
     CountKey,
+    Mechanism,
     NoisyCounts,
     ReleaseParameters,
+    _known_domain_measurement,
     _measurement,
     _spent,
+    plan_known_domain,
     plan_release,
+    release,
     release_counts,
+    release_known_domain,
+    release_table,
 )
 
 EPSILONS = [0.5, 1.0, 2.0, 4.0, 8.0]
@@ -226,3 +237,146 @@ def test_invalid_inputs(exact: object) -> None:
 def test_invalid_params_object() -> None:
     with pytest.raises(ValueError, match="params"):
         release_counts({}, {"epsilon": 1.0})  # type: ignore[arg-type]
+
+
+# -- release_table: the thresholded cell table ------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [1.0, 8.0])
+def test_threshold_table_charges_the_full_epsilon_when_nothing_passes(eps: float) -> None:
+    """Whether a cell passes depends on the data; the ledger must not learn it (or undercharge)."""
+    params = ReleaseParameters(epsilon=eps, max_contributions=2)
+    empty = release_table({}, params)
+    tiny = release_table({(0, 0): (1, 0)}, params)  # far below any threshold
+    busy = release_table({(0, 0): (100_000, 50)}, params)
+    assert empty.cells == tiny.cells == {}
+    assert len(busy.cells) == 1
+    assert empty.epsilon == tiny.epsilon == busy.epsilon == pytest.approx(eps, rel=1e-6)
+    assert busy.epsilon <= eps
+    assert empty.kind == busy.kind == "threshold"
+    assert busy.threshold is not None
+
+
+# -- release_known_domain: every cell of the public domain, pure DP --------------------------
+
+SCHEMA = BinSchema.default()
+DOMAIN = SCHEMA.domain()
+
+
+def _kd_params(eps: float = 1.0, m: int = 2) -> ReleaseParameters:
+    return ReleaseParameters(epsilon=eps, max_contributions=m)
+
+
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("eps", [*EPSILONS, 0.3, 0.7, 3.3, 50.0])
+def test_known_domain_spends_at_most_the_request(eps: float, m: int) -> None:
+    """OpenDP's own map at L1 distance m, at the planned scale: <= epsilon, and not wasted.
+
+    (m / eps rounds so that OpenDP's map gives a hair more than eps for some of these
+    values; the plan must search, not divide.)
+    """
+    params = _kd_params(eps, m)
+    scale = plan_known_domain(params)
+    spent = float(_known_domain_measurement(scale, 4).map(m))
+    assert 0 < spent <= eps
+    assert spent == pytest.approx(eps, rel=1e-9)
+    assert scale == pytest.approx(m / eps, rel=1e-9)
+
+
+def test_known_domain_releases_every_domain_cell_pure_dp() -> None:
+    exact = {DOMAIN[0]: (500, 3), DOMAIN[-1]: (0, 7)}
+    out = release_known_domain(exact, SCHEMA, _kd_params(2.0, 2))
+    assert set(out.cells) == set(DOMAIN)
+    assert len(out.cells) == len(DOMAIN) == 2430
+    assert out.delta == 0.0  # nothing selected: no delta
+    assert 0 < out.epsilon <= 2.0
+    assert out.epsilon == pytest.approx(2.0)
+    assert out.threshold is None
+    assert out.kind == "known_domain"
+    assert out.total_scale == out.fraud_scale == plan_known_domain(_kd_params(2.0, 2))
+    assert all(type(t) is int and type(f) is int for t, f in out.cells.values())
+    # empty cells are released too, noise around 0: some zero or negative totals
+    assert any(total <= 0 for total, _ in out.cells.values())
+    assert out.mechanism.startswith(f"opendp {version('opendp')} known domain")
+    assert "all 2430 cells" in out.mechanism and "l1=2" in out.mechanism
+    assert "delta 0" in out.mechanism
+    # an explicit cell list is a domain too
+    small = release_known_domain({(1,): (5, 1)}, [(0,), (1,), (-1,)], _kd_params())
+    assert set(small.cells) == {(0,), (1,), (-1,)}
+
+
+def test_known_domain_noise_is_unbiased_and_matches_the_scale() -> None:
+    """Genuine and fraud counts get independent discrete Laplace noise of the planned scale;
+    the total is their sum (so its noise has twice the variance)."""
+    params = _kd_params(1.0, 3)  # scale 3
+    exact = {cell: (1000, 20) for cell in DOMAIN}
+    out = release_known_domain(exact, SCHEMA, params)
+    scale = out.fraud_scale
+    sd = _discrete_laplace_std(scale)
+    fraud_errors = [out.cells[c][1] - 20 for c in DOMAIN]
+    genuine_errors = [out.cells[c][0] - out.cells[c][1] - 1000 for c in DOMAIN]
+    total_errors = [out.cells[c][0] - 1020 for c in DOMAIN]
+    n = len(DOMAIN)
+    for errors in (fraud_errors, genuine_errors):
+        assert abs(statistics.fmean(errors)) < 5 * sd / math.sqrt(n)
+        assert 0.9 * sd < statistics.pstdev(errors) < 1.1 * sd
+    assert 0.9 * math.sqrt(2) * sd < statistics.pstdev(total_errors) < 1.1 * math.sqrt(2) * sd
+    # genuine and fraud noise are independent
+    assert abs(float(np.corrcoef(fraud_errors, genuine_errors)[0, 1])) < 0.1
+
+
+def test_known_domain_fresh_noise_and_nothing_outside_the_domain() -> None:
+    params = _kd_params(1.0, 2)
+    first = release_known_domain({}, SCHEMA, params)
+    second = release_known_domain({}, SCHEMA, params)
+    assert first.cells != second.cells
+    missing_amount = (-1, 0, 0, 0, 0, 0, 0)  # TX_AMOUNT is not nullable in the default schema
+    with pytest.raises(ValueError, match="outside the domain"):
+        release_known_domain({missing_amount: (1, 0)}, SCHEMA, params)
+    legacy = BinSchema(SCHEMA.features, SCHEMA.edges)  # every binned feature nullable
+    assert set(release_known_domain({missing_amount: (1, 0)}, legacy, params).cells) == set(
+        legacy.domain()
+    )
+
+
+@pytest.mark.parametrize(
+    "exact",
+    [
+        {DOMAIN[0]: (-1, 0)},
+        {DOMAIN[0]: (1, -2)},
+        {DOMAIN[0]: (1.5, 0)},
+        {DOMAIN[0]: (1, 2, 3)},
+        {DOMAIN[0]: 5},
+        {("a",): (1, 0)},
+        [(DOMAIN[0], (1, 0))],
+    ],
+)
+def test_known_domain_invalid_inputs(exact: object) -> None:
+    with pytest.raises(ValueError, match="exact"):
+        release_known_domain(exact, SCHEMA, _kd_params())  # type: ignore[arg-type]
+
+
+def test_known_domain_invalid_domains() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        release_known_domain({}, [(0,), (0,)], _kd_params())
+    with pytest.raises(ValueError, match="no cells"):
+        release_known_domain({}, [], _kd_params())
+    huge = BinSchema.from_edges({f: tuple(range(9)) for f in list(SCHEMA.features)[:6]})
+    assert huge.domain_size() > MAX_DOMAIN_CELLS
+    with pytest.raises(ValueError, match="threshold"):
+        release_known_domain({}, huge, _kd_params())
+    with pytest.raises(ValueError, match="params"):
+        release_known_domain({}, SCHEMA, {"epsilon": 1.0})  # type: ignore[arg-type]
+
+
+def test_release_dispatches_on_the_mechanism() -> None:
+    exact = {DOMAIN[3]: (100_000, 10)}
+    assert release("known_domain", exact, SCHEMA, _kd_params()).kind == "known_domain"
+    assert release("threshold", exact, SCHEMA, _kd_params()).kind == "threshold"
+    with pytest.raises(ValueError, match="mechanism"):
+        release("laplace", exact, SCHEMA, _kd_params())  # type: ignore[arg-type]
+
+
+def test_config_and_release_agree_on_the_mechanisms() -> None:
+    assert get_args(ReleaseMechanism) == get_args(Mechanism) == MECHANISMS
+    assert PrivacyConfig().mechanism == "known_domain" == MECHANISMS[0]

@@ -19,6 +19,7 @@ from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.privacy.aggregate import due_periods
+from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.transport import uploader
 from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
@@ -172,13 +173,33 @@ def test_offline_days_then_every_batch_arrives_once(
     assert len(by_id) == len(due)
     assert all(len(copies) == 1 for copies in by_id.values())
     assert sum(p.batch.batch_id == next(iter(by_id)) for p in pushes) >= 2
+    # the default mechanism, known domain: every batch holds every cell of the schema's
+    # domain (quiet days too: which cells are empty is not revealed), pure epsilon-DP
+    domain = set(BinSchema.default().domain())
     for push in pushes:
         batch = push.batch
         assert batch.site_id == "shop-7"
-        assert bool(batch.cells) == (batch.period in busy)  # busy cells pass the threshold
+        assert batch.kind == sync_pb2.RELEASE_KIND_KNOWN_DOMAIN
+        assert batch.delta == 0.0
+        assert 0 < batch.epsilon <= 8
+        codes = [tuple(cell.codes) for cell in batch.cells]
+        assert len(codes) == len(set(codes)) == len(domain) and set(codes) == domain
         for cell in batch.cells:
             assert all(-1 <= c <= 4 for c in cell.codes)
-            assert 0 < cell.noisy_total < 10 * PER_DAY
+            assert -PER_DAY < cell.noisy_total < 10 * PER_DAY
+    # busy days stand out from the noise; quiet days are noise around 0 (scale m/eps = 0.25:
+    # the noise of a day's summed totals has sd ~13, of one cell's total ~0.3)
+    by_period = {p.batch.period: p.batch for p in pushes}
+    for period, batch in by_period.items():
+        day_total = sum(cell.noisy_total for cell in batch.cells)
+        fullest = max(cell.noisy_total for cell in batch.cells)
+        if period in busy:  # PER_DAY transactions, one per card, in a few cells
+            assert abs(day_total - PER_DAY) < 80, (period, day_total)
+            assert fullest >= 15, (period, fullest)
+        else:
+            assert abs(day_total) < 80, (period, day_total)
+            assert fullest < 10, (period, fullest)
+    assert len(by_period) == len(due) > len(busy)  # quiet days were released too
     wire = b"".join(recorder.sent)
     for secret in sent_pans | tokens | {f"TERM{i}" for i in range(4)}:
         assert secret.encode() not in wire

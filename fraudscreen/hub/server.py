@@ -7,12 +7,10 @@ refuse new calls, let in-flight ones finish within the grace period.
 
 from __future__ import annotations
 
-import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import grpc
 import structlog
@@ -34,6 +32,7 @@ from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
 from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.server import server_credentials
 
 log = structlog.get_logger(__name__)
@@ -159,17 +158,4 @@ class HubServer:
 
 def serve(settings: HubSettings) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    hub = HubServer(settings)
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("hub.signal", signal=signal.Signals(signum).name)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    hub.start()
-    while not stop_requested.wait(1.0):
-        pass
-    hub.stop()
-    return 0
+    return run_until_signalled(HubServer(settings), "hub")

@@ -5,6 +5,8 @@ Status codes a gateway or analyst acts on:
   PERMISSION_DENIED    a site pushing another site's batch; a publisher pushing; a site
                        publishing
   INVALID_ARGUMENT     malformed request; google.rpc.BadRequest names each bad field
+                       (batch.kind unspecified; a known-domain batch without every cell
+                       of its schema's domain: batch.cells)
   FAILED_PRECONDITION  unknown bin schema (batch.schema_hash); a release whose signature or
                        bundle does not verify
   ALREADY_EXISTS       a batch id (or model version) already stored with other content:
@@ -157,6 +159,7 @@ class SyncServicer:
                 schema_hash=batch.schema_hash[:12],
                 cells=len(batch.cells),
                 epsilon=batch.epsilon,
+                kind=batch.kind,
             )
             return pb.PushBatchResponse(stored=stored, duplicate=not stored)
 

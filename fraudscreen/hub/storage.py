@@ -1,9 +1,9 @@
 """Where the hub keeps what sites send and what analysts publish. No gRPC in here.
 
 Only differentially private aggregates reach this store: per batch its metadata (site,
-period, schema hash, epsilon, delta, mechanism) and per cell the bin codes with two noisy
-counts. There is nowhere to put a card number, a card token, a terminal, an amount or the
-time of a transaction, and the tests scan the database to keep it that way.
+period, schema hash, epsilon, delta, mechanism, release kind) and per cell the bin codes
+with two noisy counts. There is nowhere to put a card number, a card token, a terminal, an
+amount or the time of a transaction, and the tests scan the database to keep it that way.
 
 `HubStore` is the interface; `SQLiteHubStore` is the default backend. A PostgreSQL backend
 implements the same Protocol (see its docstring for what each method must guarantee).
@@ -20,12 +20,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from fraudscreen.privacy.binning import BinSchema
 
 Cell = tuple[int, ...]
 StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
+# How a batch was released (privacy.release.Mechanism). Batches stored before the hub knew
+# kinds were all "threshold".
+ReleaseKind = Literal["known_domain", "threshold"]
 
 
 class ConflictError(ValueError):
@@ -45,10 +48,15 @@ class StoredBatch:
     delta: float
     mechanism: str
     cells: tuple[StoredCell, ...]
+    kind: ReleaseKind = "threshold"
 
     def content_sha256(self) -> str:
-        """Hash of everything the site sent; cell order does not matter (cells are a set)."""
-        document = {
+        """Hash of everything the site sent; cell order does not matter (cells are a set).
+
+        "kind" is hashed only when it is not "threshold", so a thresholded batch stored
+        before kinds existed and resent by an upgraded gateway is still a duplicate.
+        """
+        document: dict[str, object] = {
             "site_id": self.site_id,
             "batch_id": self.batch_id,
             "period": self.period,
@@ -59,6 +67,8 @@ class StoredBatch:
             "mechanism": self.mechanism,
             "cells": sorted([list(codes), total, fraud] for codes, total, fraud in self.cells),
         }
+        if self.kind != "threshold":
+            document["kind"] = self.kind
         return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -76,6 +86,7 @@ class BatchRecord:
     mechanism: str
     cells: int
     received_at: float
+    kind: ReleaseKind = "threshold"
 
 
 class CellSum(NamedTuple):
@@ -122,7 +133,8 @@ class HubStore(Protocol):
     threads at once (one gRPC worker per call).
 
     A PostgreSQL backend maps this one to one: `batches` with primary key
-    (site_id, batch_id) and a content hash column; `put_batch` in one transaction as
+    (site_id, batch_id), a content hash column and a `kind` column (default
+    'threshold'); `put_batch` in one transaction as
     `INSERT ... ON CONFLICT (site_id, batch_id) DO NOTHING`, then, when nothing was
     inserted, compare the stored content hash (equal: duplicate, else ConflictError) and
     insert the cells in the same transaction; `summed_table` a `GROUP BY codes` over cells
@@ -191,6 +203,7 @@ CREATE TABLE IF NOT EXISTS batches (
     cell_count INTEGER NOT NULL,
     content_sha256 TEXT NOT NULL,
     received_at REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'threshold',
     PRIMARY KEY (site_id, batch_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_by_schema ON batches (schema_hash);
@@ -261,6 +274,11 @@ class SQLiteHubStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(f"BEGIN;{_DDL}COMMIT;")  # one transaction: one fsync
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
+            if "kind" not in columns:  # a database from before release kinds: all thresholded
+                conn.execute(
+                    "ALTER TABLE batches ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold'"
+                )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -305,8 +323,8 @@ class SQLiteHubStore:
                 )
             conn.execute(
                 "INSERT INTO batches (site_id, batch_id, period, period_days, schema_hash,"
-                " epsilon, delta, mechanism, cell_count, content_sha256, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " epsilon, delta, mechanism, cell_count, content_sha256, received_at, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     batch.site_id,
                     batch.batch_id,
@@ -319,6 +337,7 @@ class SQLiteHubStore:
                     len(batch.cells),
                     digest,
                     time.time(),
+                    batch.kind,
                 ),
             )
             conn.executemany(
@@ -334,7 +353,7 @@ class SQLiteHubStore:
     def batches(self, schema_hash: str | None = None) -> list[BatchRecord]:
         query = (
             "SELECT site_id, batch_id, period, period_days, schema_hash, epsilon, delta,"
-            " mechanism, cell_count, received_at FROM batches"
+            " mechanism, cell_count, received_at, kind FROM batches"
         )
         params: tuple[str, ...] = ()
         if schema_hash is not None:

@@ -4,27 +4,36 @@ The hub checks what a correct gateway can produce and nothing looser: codes with
 schema's ranges, counts a DP release can yield, privacy parameters the gateway's release
 code accepts, ids of the shape the outbox makes. What fails here is a bug or tampering,
 never noise, and it is refused before anything is stored.
+
+What a release can yield depends on its kind (`batch.kind`):
+  threshold     released cells only, each with noisy_total above the DP threshold (>= 1),
+                delta in (0, 1e-3)
+  known_domain  every cell of the schema's domain exactly once; noise around empty cells
+                makes noisy counts zero or negative; pure DP, delta 0
+An unspecified kind is refused: the hub cannot tell which rules apply.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Sequence
 
 from fraudscreen.hub.errors import UnknownSchemaError
 from fraudscreen.hub.schemas import SchemaRegistry
-from fraudscreen.hub.storage import Cell, StoredBatch, StoredCell
+from fraudscreen.hub.storage import Cell, ReleaseKind, StoredBatch, StoredCell
 from fraudscreen.hub.tokens import NAME
 from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.release import MAX_DELTA, MAX_EPSILON
+from fraudscreen.privacy.release import MAX_DELTA, MAX_DOMAIN_CELLS, MAX_EPSILON
 from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
 from fraudscreen.v1 import sync_pb2 as pb
 
-MAX_CELLS = 100_000
+MAX_CELLS = MAX_DOMAIN_CELLS  # also the largest domain a known-domain batch may cover
 MAX_CELL_TOTAL = 10**12
-# The fraud count's noise and the selection threshold share one scale, and a released
+# Threshold batches: the fraud count's noise and the selection threshold share one scale,
+# and a released
 # cell has noisy_total > threshold ~ scale * ln(m / delta) >= 9 * scale. A legitimate
 # |noisy_fraud| above 4 * noisy_total is then about e^-27 unlikely: past it, the batch is
 # corrupt. The slack covers tiny totals.
@@ -33,6 +42,11 @@ FRAUD_BOUND_SLACK = 100
 MAX_PERIOD_DAYS = 31
 MAX_MECHANISM_CHARS = 2000
 MAX_VIOLATIONS = 20  # listed per answer; the rest are counted
+
+_KINDS: dict[int, ReleaseKind] = {
+    pb.RELEASE_KIND_THRESHOLD: "threshold",
+    pb.RELEASE_KIND_KNOWN_DOMAIN: "known_domain",
+}
 
 _BATCH_ID = re.compile(r"[0-9a-f]{32}")
 _SCHEMA_HASH = re.compile(r"[0-9a-f]{64}")
@@ -78,9 +92,25 @@ def batch_from_request(
             "must be 32 lower-case hex characters (the outbox's deterministic batch id)",
         )
     _check_period(batch.period, batch.period_days, today, bad)
+    kind = _KINDS.get(batch.kind)
+    if kind is None:
+        got = (
+            pb.ReleaseKind.Name(batch.kind)
+            if batch.kind in pb.ReleaseKind.values()
+            else str(batch.kind)
+        )
+        bad.add(
+            "batch.kind",
+            "must say how the table was released: RELEASE_KIND_KNOWN_DOMAIN or "
+            f"RELEASE_KIND_THRESHOLD, got {got} (a gateway that leaves it unset predates "
+            "release kinds: upgrade it)",
+        )
     if not (math.isfinite(batch.epsilon) and 0.0 < batch.epsilon <= MAX_EPSILON):
         bad.add("batch.epsilon", f"must be a number in (0, {MAX_EPSILON:g}]")
-    if not (math.isfinite(batch.delta) and 0.0 < batch.delta < MAX_DELTA):
+    if kind == "known_domain":
+        if batch.delta != 0.0:
+            bad.add("batch.delta", "must be 0: a known-domain release is pure epsilon-DP")
+    elif not (math.isfinite(batch.delta) and 0.0 < batch.delta < MAX_DELTA):
         bad.add("batch.delta", f"must be a number in (0, {MAX_DELTA:g})")
     if not (0 < len(batch.mechanism) <= MAX_MECHANISM_CHARS and batch.mechanism.isprintable()):
         bad.add(
@@ -92,8 +122,9 @@ def batch_from_request(
         bad.add("batch.schema_hash", "must be the 64 lower-case hex digits of a bin schema hash")
     else:
         schema = schemas.get(batch.schema_hash)
-    cells = _cells(batch.cells, schema, bad)
+    cells = _cells(batch.cells, schema, kind, bad)
     bad.raise_if_any()
+    assert kind is not None  # refused above otherwise
     if schema is None:
         accepted = ", ".join(h[:12] for h in schemas.hashes()) or "none"
         raise UnknownSchemaError(
@@ -112,6 +143,7 @@ def batch_from_request(
         delta=batch.delta,
         mechanism=batch.mechanism,
         cells=cells,
+        kind=kind,
     )
 
 
@@ -130,8 +162,16 @@ def _check_period(period: str, days: int, today: dt.date, bad: _Violations) -> N
         bad.add("batch.period_days", f"must be between 1 and {MAX_PERIOD_DAYS}")
 
 
+@functools.lru_cache(maxsize=16)
+def _domain(schema: BinSchema) -> frozenset[Cell]:
+    return frozenset(schema.domain())
+
+
 def _cells(
-    cells: Sequence[pb.AggregateCell], schema: BinSchema | None, bad: _Violations
+    cells: Sequence[pb.AggregateCell],
+    schema: BinSchema | None,
+    kind: ReleaseKind | None,
+    bad: _Violations,
 ) -> tuple[StoredCell, ...]:
     if len(cells) > MAX_CELLS:
         bad.add(
@@ -161,7 +201,15 @@ def _cells(
         if first != index:
             bad.add(f"{where}.codes", f"repeats the cell of batch.cells[{first}]; merge them")
         total, fraud = cell.noisy_total, cell.noisy_fraud
-        if not 1 <= total <= MAX_CELL_TOTAL:
+        if kind == "known_domain":
+            # noise around an empty cell: zero and negative counts are legitimate
+            for name, value in (("noisy_total", total), ("noisy_fraud", fraud)):
+                if not -MAX_CELL_TOTAL <= value <= MAX_CELL_TOTAL:
+                    bad.add(
+                        f"{where}.{name}",
+                        f"must be between -{MAX_CELL_TOTAL} and {MAX_CELL_TOTAL}",
+                    )
+        elif not 1 <= total <= MAX_CELL_TOTAL:
             bad.add(
                 f"{where}.noisy_total",
                 f"must be between 1 and {MAX_CELL_TOTAL} (released cells are above the "
@@ -174,6 +222,16 @@ def _cells(
                 f"most {FRAUD_BOUND_FACTOR} x noisy_total + {FRAUD_BOUND_SLACK})",
             )
         out.append((codes, total, fraud))
+    if kind == "known_domain" and schema is not None:
+        domain = _domain(schema)
+        missing = sorted(domain - seen.keys())
+        if missing:
+            bad.add(
+                "batch.cells",
+                f"a known-domain batch holds every cell of the bin schema's domain exactly "
+                f"once ({len(domain)} cells); {len(missing)} missing, e.g. codes "
+                f"{list(missing[0])}",
+            )
     return tuple(out)
 
 

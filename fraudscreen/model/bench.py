@@ -20,8 +20,9 @@ import numpy.typing as npt
 
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import Bundle, GoldenRows, Thresholds, load_bundle, write_bundle
-from fraudscreen.model.compile import compile_bundle
+from fraudscreen.model.compile import compile_bundle, load_native_call
 from fraudscreen.model.predictor import NativePredictor
+from fraudscreen.model.train import branch_statistics
 
 BLOCK = 200
 
@@ -69,15 +70,35 @@ def _batch_rate(predict: Callable[[], object], rows: int) -> float:
     return rows / statistics.median(runs)
 
 
-def benchmark_bundle(bundle: Bundle, rows: int, repeats: int) -> str:
+def realistic_rows(count: int, seed: int = 7) -> npt.NDArray[np.float64]:
+    """Feature rows of a fresh small simulation: the branch mix real traffic produces
+    (golden rows are chosen for coverage, half of them with values knocked out)."""
+    from fraudscreen.features.batch import compute_features
+    from fraudscreen.history import validate_history
+    from fraudscreen.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(customers=1000, terminals=2000, days=60, seed=seed)
+    features = compute_features(validate_history(simulate(config, progress=False)))
+    return features[-count:]
+
+
+def benchmark_bundle(
+    bundle: Bundle, rows: int, repeats: int, data: npt.NDArray[np.float64] | None = None
+) -> str:
     import tl2cgen
 
     compiled = compile_bundle(bundle)
     width = len(bundle.manifest.features)
-    native = NativePredictor(compiled.library, width)
+    native = NativePredictor(compiled.library, width, fast_call=load_native_call())
     reference = tl2cgen.Predictor(str(compiled.library), nthread=1)
     booster = lightgbm.Booster(model_str=bundle.model_text)
-    matrix = _rows_like(bundle.golden.rows, rows)
+    if data is None:
+        data = (
+            bundle.bin_schema.transform_matrix(realistic_rows(rows))
+            if bundle.reads_bin_codes and bundle.bin_schema is not None
+            else realistic_rows(rows)
+        )
+    matrix = np.ascontiguousarray(data[:rows])
     row_list = [[float(v) for v in row] for row in matrix]
 
     def tl2cgen_row(row: Sequence[float]) -> float:
@@ -91,7 +112,7 @@ def benchmark_bundle(bundle: Bundle, rows: int, repeats: int) -> str:
 
     timings = time_per_row(
         {
-            "native (ctypes, direct C call)": native.predict_row,
+            "native (direct C call)": native.predict_row,
             "tl2cgen.Predictor + DMatrix": tl2cgen_row,
             "LightGBM Booster.predict": lightgbm_row,
         },
@@ -116,11 +137,6 @@ def benchmark_bundle(bundle: Bundle, rows: int, repeats: int) -> str:
         ),
     }
     return _format(bundle, timings, batch, diff, len(row_list), repeats)
-
-
-def _rows_like(golden: list[list[float]], count: int) -> npt.NDArray[np.float64]:
-    base = np.asarray(golden, dtype=np.float64)
-    return base[np.arange(count) % len(base)]
 
 
 def _format(
@@ -151,8 +167,11 @@ def _format(
     return "\n".join(lines)
 
 
-def synthetic_bundle(directory: Path, trees: int, seed: int = 0) -> Bundle:
-    """A full-size model (`trees` trees of 31 leaves) on random data, for the size budget."""
+def synthetic_bundle(
+    directory: Path, trees: int, seed: int = 0
+) -> tuple[Bundle, npt.NDArray[np.float64]]:
+    """A full-size model (`trees` trees of 31 leaves) on random data, for the size budget,
+    with rows from the same distribution to score."""
     rng = np.random.default_rng(seed)
     width = len(FEATURE_NAMES)
     x = rng.normal(size=(20_000, width))
@@ -180,13 +199,15 @@ def synthetic_bundle(directory: Path, trees: int, seed: int = 0) -> Bundle:
         training={"synthetic": True},
         metrics={},
         created_at="",
+        branches=branch_statistics(booster.model_to_string(), x),
     )
-    return load_bundle(directory)
+    return load_bundle(directory), x[-5000:]
 
 
 def run_predictor_benchmark(bundle_path: Path, *, rows: int, repeats: int, trees: int) -> str:
     reports = [benchmark_bundle(load_bundle(bundle_path), rows, repeats)]
     if trees > 0:
         with tempfile.TemporaryDirectory(prefix="fraudscreen-bench-") as scratch:
-            reports.append(benchmark_bundle(synthetic_bundle(Path(scratch), trees), rows, repeats))
+            synthetic, data = synthetic_bundle(Path(scratch), trees)
+            reports.append(benchmark_bundle(synthetic, rows, repeats, data))
     return "\n\n".join(reports)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -53,7 +53,14 @@ class NativePredictor:
 
     kind = "native"
 
-    def __init__(self, library: Path, num_features: int) -> None:
+    def __init__(
+        self,
+        library: Path,
+        num_features: int,
+        *,
+        fast_call: Callable[[int, int], Callable[[Sequence[float]], float]] | None = None,
+    ) -> None:
+        """`fast_call` is the C `Scorer` type (compile.load_native_call); None: ctypes."""
         # PyDLL keeps the GIL: releasing and re-taking it costs more than the 3 µs call.
         self._lib = ctypes.PyDLL(str(library))
         self._lib.get_num_feature.restype = ctypes.c_int32
@@ -70,6 +77,13 @@ class NativePredictor:
         self.num_features = num_features
         self.library = library
         self._buffers = _Buffers(num_features)
+        self.fast = fast_call is not None
+        if fast_call is not None:
+            address = ctypes.cast(self._predict, ctypes.c_void_p).value
+            if address is None:
+                raise ValueError(f"{library} has no predict function")
+            # the C scorer checks the width, maps NaN to missing and zeroes the output
+            self.predict_row = fast_call(address, num_features)  # type: ignore[method-assign,assignment]
 
     def predict_row(self, row: Sequence[float]) -> float:
         if len(row) != self.num_features:

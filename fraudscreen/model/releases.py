@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudscreen.model.bundle import (
+    BRANCHES_FILE,
     GOLDEN_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -30,7 +31,7 @@ from fraudscreen.model.bundle import (
 )
 from fraudscreen.model.signing import PublicKey, load_verified_bundle
 
-RELEASE_FILES = frozenset({MODEL_FILE, GOLDEN_FILE, MANIFEST_FILE, SIGNATURE_FILE})
+RELEASE_FILES = frozenset({MODEL_FILE, GOLDEN_FILE, BRANCHES_FILE, MANIFEST_FILE, SIGNATURE_FILE})
 STATE_FILE = "state.json"
 _VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 

@@ -3,7 +3,9 @@
 A period is noised exactly once: the noisy table, the epsilon it spent and the outbox row
 that will carry it to the hub are written in ONE SQLite transaction, after checking the
 site's budget. Retries resend the stored payload; they never draw fresh noise. Batch ids
-are deterministic (site, period, schema, mechanism), so the hub can upsert on them.
+are deterministic (site, period, schema, mechanism and its parameters), so the hub can
+upsert on them. The ledger is keyed on (period, schema): switching `privacy.mechanism`
+never releases an already released period a second time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import Any
 
 from fraudscreen.privacy.aggregate import Period
 from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.release import Cell, NoisyTable, ReleaseParameters, release_table
+from fraudscreen.privacy.release import (
+    MECHANISMS,
+    Cell,
+    Mechanism,
+    NoisyTable,
+    ReleaseParameters,
+    release,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_ledger (
@@ -72,7 +81,13 @@ class LedgerStatus:
     oldest_pending_period: str | None
 
 
-def batch_id(site_id: str, period: str, schema_hash: str, params: ReleaseParameters) -> str:
+def batch_id(
+    site_id: str,
+    period: str,
+    schema_hash: str,
+    params: ReleaseParameters,
+    mechanism: Mechanism = "known_domain",
+) -> str:
     parts = [
         site_id,
         period,
@@ -80,6 +95,7 @@ def batch_id(site_id: str, period: str, schema_hash: str, params: ReleaseParamet
         repr(params.epsilon),
         repr(params.delta),
         str(params.max_contributions),
+        mechanism,
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
@@ -87,7 +103,11 @@ def batch_id(site_id: str, period: str, schema_hash: str, params: ReleaseParamet
 def encode_payload(
     site_id: str, batch: str, period: Period, schema: BinSchema, table: NoisyTable
 ) -> dict[str, Any]:
-    """The batch as it will cross the wire: codes and noisy counts, nothing else."""
+    """The batch as it will cross the wire: codes and noisy counts, nothing else.
+
+    "kind" names the release ("known_domain" or "threshold"); payloads stored before it
+    existed have none and were thresholded (`transport.uploader.batch_message`).
+    """
     return {
         "site_id": site_id,
         "batch_id": batch,
@@ -97,6 +117,7 @@ def encode_payload(
         "epsilon": table.epsilon,
         "delta": table.delta,
         "mechanism": table.mechanism,
+        "kind": table.kind,
         "cells": [
             [list(cell), total, fraud] for cell, (total, fraud) in sorted(table.cells.items())
         ],
@@ -136,10 +157,14 @@ class PrivacyOutbox:
         schema: BinSchema,
         params: ReleaseParameters,
         exact: Callable[[], dict[Cell, tuple[int, int]]],
+        mechanism: Mechanism = "known_domain",
     ) -> str | None:
-        """Noise and store one period, once. Returns the batch id, or None if the period
-        was already released. Raises BudgetExhaustedError past the budget."""
-        batch = batch_id(site_id, period.name, schema.hash, params)
+        """Noise and store one period, once, with `mechanism` (`privacy.mechanism`).
+        Returns the batch id, or None if the period was already released (with whichever
+        mechanism). Raises BudgetExhaustedError past the budget."""
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
+        batch = batch_id(site_id, period.name, schema.hash, params, mechanism)
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -159,7 +184,7 @@ class PrivacyOutbox:
                         "leaves this site until an operator raises privacy.epsilon_budget "
                         "(a deliberate decision: see README, Privacy)"
                     )
-                table = release_table(exact(), params)
+                table = release(mechanism, exact(), schema, params)
                 payload = encode_payload(site_id, batch, period, schema, table)
                 now = time.time()
                 conn.execute(

@@ -1,9 +1,22 @@
 """Differentially private release of per-site, per-period (cell, label) count tables.
 
-The gateway holds exact counts ``{(cell, label): n}`` for one site and one period, after
-contribution bounding (each card contributes at most ``m = max_contributions`` transactions
-per period; that is the caller's job). This module releases them with OpenDP's thresholded
-discrete Laplace mechanism (``make_laplace_threshold`` on integer counts; Rogers 2023,
+Two mechanisms, both OpenDP, both per card per period (``m`` = contribution bound):
+
+* ``release_known_domain`` (the default, ``privacy.mechanism = "known_domain"``): the bin
+  schema is public, so the set of possible cells (its domain) is public too. Every cell of
+  the domain is released with discrete Laplace noise on its (genuine, fraud) counts and
+  nothing is selected: pure epsilon-DP, delta 0. Sparse cells (where fraud lives) survive
+  as noisy counts around their truth and average out when the hub sums sites and periods.
+* ``release_table`` (``"threshold"``): the thresholded mechanism below, which releases
+  only cells whose noisy total passes a threshold (the set of populated cells is protected
+  by the threshold's delta). It suits schemas whose domain is too large to enumerate, but
+  with a small fixed schema it suppresses most fraud (see `fraudscreen evaluate --privacy`).
+
+The thresholded mechanism in detail. The gateway holds exact counts
+``{(cell, label): n}`` for one site and one period, after contribution bounding (each card
+contributes at most ``m = max_contributions`` transactions per period; that is the
+caller's job). ``release_counts`` releases them with OpenDP's thresholded discrete Laplace
+mechanism (``make_laplace_threshold`` on integer counts; Rogers 2023,
 "A Unifying Privacy Analysis Framework for Unknown Domain Algorithms"):
 
 * every non-empty key gets independent discrete Laplace (two-sided geometric) noise of
@@ -42,15 +55,21 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Literal
 
 import opendp.prelude as dp
 
+from fraudscreen.privacy.binning import BinSchema
+
 Cell = tuple[int, ...]
 CountKey = tuple[Cell, int]  # (cell, label)
+Mechanism = Literal["known_domain", "threshold"]
+MECHANISMS: tuple[Mechanism, ...] = ("known_domain", "threshold")
+# A known-domain batch carries every cell of the domain; the hub takes at most this many.
+MAX_DOMAIN_CELLS = 100_000
 
 MAX_EPSILON = 50.0
 MAX_DELTA = 1e-3
@@ -99,11 +118,12 @@ def _is_real(x: object) -> bool:
 
 
 def _opendp_ready() -> None:
-    # "contrib" is required by make_laplace_threshold: it marks constructors whose proofs
-    # have not been through OpenDP's full vetting. Acceptable here because the proof document
-    # for this mechanism is published (linked from the OpenDP docs), the integer path samples
-    # noise exactly (no "floating-point" flag is needed, and we do not enable it), and we
-    # work around its one known accounting bug (#2922, see the module docstring).
+    # "contrib" is required by make_laplace_threshold and, in OpenDP 0.16, by make_laplace
+    # too: it marks constructors whose proofs have not been through OpenDP's full vetting.
+    # Acceptable here because the proof documents are published (linked from the OpenDP
+    # docs), the integer path samples noise exactly (no "floating-point" flag is needed,
+    # and we do not enable it), and we work around the threshold's one known accounting bug
+    # (#2922, see the module docstring).
     dp.enable_features("contrib")
 
 
@@ -251,6 +271,11 @@ class NoisyTable:
 
     Fraud counts are NOT thresholded (fraud is rare: a threshold would erase it); they carry
     unbiased discrete Laplace noise and may be negative. Sum across batches first, clamp last.
+
+    ``kind`` "threshold": cells whose noisy total passed ``threshold``; ``total_scale`` is the
+    noise scale of the totals. ``kind`` "known_domain": every cell of the schema's domain,
+    ``threshold`` None; genuine and fraud counts each carry noise of scale ``fraud_scale``
+    (= ``total_scale``), and the total is their sum (its noise has sqrt(2) times the std).
     """
 
     cells: dict[Cell, tuple[int, int]]  # cell -> (noisy total, noisy fraud)
@@ -258,8 +283,9 @@ class NoisyTable:
     delta: float
     total_scale: float
     fraud_scale: float
-    threshold: int
+    threshold: int | None
     mechanism: str
+    kind: Mechanism = "threshold"
 
 
 def _fraud_measurement(scale: float, size: int) -> Any:
@@ -276,6 +302,9 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
     the fraud counts of the selected cells. A card moves at most m transactions, so the
     fraud vector changes by at most m in L1. Basic composition: epsilon adds, delta comes
     from the selection. Fresh noise on every call (see `release_counts`).
+
+    The reported epsilon is always both halves, even when no cell passes the threshold:
+    whether one does depends on the data, so the ledger must charge what the plan spends.
     """
     half = ReleaseParameters(params.epsilon / 2, params.delta, params.max_contributions)
     totals: dict[CountKey, int] = {}
@@ -289,11 +318,12 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
     cells = sorted(cell for cell, _ in selected.counts)
     m = params.max_contributions
     fraud_scale = m / half.epsilon
+    # The fraud half is charged whatever the selection let through (its map does not
+    # depend on the vector's length; size 1 only lets it be built for an empty selection).
+    measurement = _fraud_measurement(fraud_scale, max(len(cells), 1))
+    fraud_epsilon = float(measurement.map(m))
     noisy_fraud: list[int] = []
-    fraud_epsilon = 0.0
     if cells:
-        measurement = _fraud_measurement(fraud_scale, len(cells))
-        fraud_epsilon = float(measurement.map(m))
         noisy_fraud = [int(v) for v in measurement([frauds[c] for c in cells])]
     return NoisyTable(
         cells={c: (selected.counts[(c, 0)], f) for c, f in zip(cells, noisy_fraud, strict=True)},
@@ -306,4 +336,142 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
             f"totals: {selected.mechanism}; frauds: opendp {version('opendp')} discrete "
             f"laplace scale {fraud_scale:g} on selected cells, l1={m}"
         ),
+        kind="threshold",
     )
+
+
+# -- known domain: every cell of the public domain, discrete Laplace, no selection ----------
+
+
+def _known_domain_measurement(scale: float, size: int | None = None) -> Any:
+    """Discrete Laplace on an i64 vector under L1: OpenDP's integer path samples exactly."""
+    _opendp_ready()
+    domain = dp.vector_domain(dp.atom_domain(T=dp.i64), size=size)
+    return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=scale)
+
+
+@functools.lru_cache(maxsize=256)
+def plan_known_domain(params: ReleaseParameters) -> float:
+    """The smallest scale whose OpenDP epsilon at L1 distance m is <= ``params.epsilon``.
+
+    Nominally m / epsilon; searched with ``dp.binary_search`` on OpenDP's privacy map so the
+    float rounding of m / epsilon can never report a hair more than the request.
+    """
+    m = params.max_contributions
+    nominal = m / params.epsilon
+
+    def eps_ok(scale: float) -> bool:
+        return float(_known_domain_measurement(scale).map(m)) <= params.epsilon
+
+    scale = float(dp.binary_search(eps_ok, bounds=(nominal / 2.0, nominal * 2.0), T=float))
+    if not eps_ok(scale):  # pragma: no cover - defensive
+        raise RuntimeError(f"known-domain plan {scale} spends more than {params}")
+    return scale
+
+
+def _domain_cells(domain: BinSchema | Sequence[Cell]) -> list[Cell]:
+    if isinstance(domain, BinSchema):
+        if domain.domain_size() > MAX_DOMAIN_CELLS:
+            raise ValueError(
+                f"the bin schema's domain has {domain.domain_size():,} cells, more than "
+                f"{MAX_DOMAIN_CELLS:,} a known-domain batch may carry; use a coarser schema "
+                'or privacy.mechanism = "threshold"'
+            )
+        return list(domain.domain())
+    try:
+        cells = [tuple(_as_int(c) for c in cell) for cell in domain]
+    except TypeError:
+        raise ValueError("domain: every cell must be a tuple of int codes") from None
+    if len(set(cells)) != len(cells):
+        raise ValueError("domain: a cell is listed twice")
+    if not cells:
+        raise ValueError("domain: no cells")
+    if len(cells) > MAX_DOMAIN_CELLS:
+        raise ValueError(f"domain: {len(cells):,} cells is more than {MAX_DOMAIN_CELLS:,}")
+    return sorted(cells)
+
+
+def release_known_domain(
+    exact: Mapping[Cell, tuple[int, int]],
+    domain: BinSchema | Sequence[Cell],
+    params: ReleaseParameters,
+) -> NoisyTable:
+    """Release every cell of a public domain with pure epsilon-DP per card per period.
+
+    ``exact`` maps cell -> (n_genuine, n_fraud) after contribution bounding (cells absent
+    from it count 0); ``domain`` is the bin schema (its `domain()`) or the cells themselves.
+    OpenDP's discrete Laplace (``make_laplace`` on an i64 vector, L1 metric) noises the
+    vector of 2 x |domain| counts (every cell's genuine count, then every cell's fraud
+    count). Sensitivity: a card moves at most m transactions and each one is exactly one
+    of those counts, so neighbouring vectors are at most m apart in L1 (releasing (total,
+    fraud) directly would be 2m: a fraud moves both). The scale is ``plan_known_domain``
+    (about m / epsilon) and the epsilon reported is OpenDP's map at m. No cell is selected,
+    so no delta is spent (reported 0; ``params.delta`` is not used).
+
+    The payload keeps the (noisy total, noisy fraud) shape of the thresholded release:
+    total = noisy genuine + noisy fraud is post-processing and costs nothing. Either may be
+    zero or negative in an empty cell: sum across batches first, clamp last.
+
+    Raises ValueError for a cell outside the domain (e.g. a missing value in a feature the
+    schema does not list as nullable: the schema is wrong, nothing is released), negative
+    or non-integer counts. Fresh noise on every call: store the result, never re-release.
+    """
+    if not isinstance(params, ReleaseParameters):
+        raise ValueError(f"params must be ReleaseParameters, got {type(params)}")
+    if not isinstance(exact, Mapping):
+        raise ValueError(f"exact must be a mapping of cell -> (genuine, fraud), got {type(exact)}")
+    cells = _domain_cells(domain)
+    index = {cell: i for i, cell in enumerate(cells)}
+    n = len(cells)
+    counts = [0] * (2 * n)
+    for raw_cell, value in exact.items():
+        try:
+            cell: Cell = tuple(_as_int(c) for c in raw_cell)
+            genuine, fraud = (_as_int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"exact: {raw_cell!r} -> {value!r} is not cell -> (genuine, fraud) of ints"
+            ) from None
+        if cell not in index:
+            raise ValueError(
+                f"exact: cell {cell!r} is outside the domain (is a feature missing that the "
+                "bin schema does not list as nullable?); nothing was released"
+            )
+        if not (0 <= genuine <= MAX_COUNT and 0 <= fraud <= MAX_COUNT):
+            raise ValueError(f"exact: counts of cell {cell!r} must be in 0..{MAX_COUNT}")
+        counts[index[cell]] += genuine
+        counts[n + index[cell]] += fraud
+    scale = plan_known_domain(params)
+    m = params.max_contributions
+    measurement = _known_domain_measurement(scale, 2 * n)
+    epsilon = float(measurement.map(m))
+    noisy = [int(v) for v in measurement(counts)]
+    return NoisyTable(
+        cells={cell: (noisy[i] + noisy[n + i], noisy[n + i]) for i, cell in enumerate(cells)},
+        epsilon=epsilon,
+        delta=0.0,
+        total_scale=scale,
+        fraud_scale=scale,
+        threshold=None,
+        mechanism=(
+            f"opendp {version('opendp')} known domain: discrete laplace (make_laplace, i64 "
+            f"vector, L1) scale {scale:g} on the genuine and fraud counts of all {n} cells of "
+            f"the bin schema's domain, no selection, l1={m}; noisy_total = noisy genuine + "
+            "noisy fraud (post-processing); pure epsilon-DP, delta 0"
+        ),
+        kind="known_domain",
+    )
+
+
+def release(
+    mechanism: Mechanism,
+    exact: Mapping[Cell, tuple[int, int]],
+    schema: BinSchema,
+    params: ReleaseParameters,
+) -> NoisyTable:
+    """One (site, period) table with the configured mechanism (`privacy.mechanism`)."""
+    if mechanism == "known_domain":
+        return release_known_domain(exact, schema, params)
+    if mechanism == "threshold":
+        return release_table(exact, params)
+    raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")

@@ -8,13 +8,11 @@ in-flight calls finish within the grace period, flush and close the journal.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
-from types import FrameType
 
 import grpc
 import structlog
@@ -32,6 +30,7 @@ from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
 from fraudscreen.transport.updater import ModelUpdater
@@ -343,21 +342,4 @@ class Gateway:
 
 def serve(config: GatewayConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    gateway = Gateway(config)
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("gateway.signal", signal=signal.Signals(signum).name)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        gateway.start()
-    except Exception:
-        gateway.stop(grace=0)
-        raise
-    while not stop_requested.wait(1.0):
-        pass
-    gateway.stop()
-    return 0
+    return run_until_signalled(Gateway(config), "gateway")

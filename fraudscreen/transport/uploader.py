@@ -42,8 +42,18 @@ _RETRYABLE = {
 }
 
 
+# outbox payload "kind" -> wire enum; payloads stored before "kind" existed were thresholded
+_KINDS = {
+    "threshold": sync_pb.RELEASE_KIND_THRESHOLD,
+    "known_domain": sync_pb.RELEASE_KIND_KNOWN_DOMAIN,
+}
+
+
 def batch_message(payload: dict[str, Any]) -> sync_pb.AggregateBatch:
     """The stored outbox payload as the wire message (same content on every retry)."""
+    kind = payload.get("kind", "threshold")
+    if kind not in _KINDS:
+        raise ValueError(f"outbox payload has unknown release kind {kind!r}")
     return sync_pb.AggregateBatch(
         site_id=payload["site_id"],
         batch_id=payload["batch_id"],
@@ -53,6 +63,7 @@ def batch_message(payload: dict[str, Any]) -> sync_pb.AggregateBatch:
         epsilon=float(payload["epsilon"]),
         delta=float(payload["delta"]),
         mechanism=payload["mechanism"],
+        kind=_KINDS[kind],
         cells=[
             sync_pb.AggregateCell(codes=codes, noisy_total=total, noisy_fraud=fraud)
             for codes, total, fraud in payload["cells"]
@@ -142,6 +153,7 @@ class SyncAgent:
                     schema,
                     self.params,
                     lambda p=period: self._exact_table(p, schema),  # type: ignore[misc]
+                    mechanism=self.privacy.mechanism,
                 )
             except BudgetExhaustedError as exc:
                 if not self.state.budget_exhausted:
@@ -155,6 +167,7 @@ class SyncAgent:
                     period=period.name,
                     batch_id=batch,
                     epsilon=self.privacy.epsilon_per_period,
+                    mechanism=self.privacy.mechanism,
                 )
         return released
 

@@ -10,6 +10,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ReleaseKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReleaseKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReleaseKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RELEASE_KIND_UNSPECIFIED: _ReleaseKind.ValueType  # 0
+    """Refused: a batch must say which release it is."""
+    RELEASE_KIND_THRESHOLD: _ReleaseKind.ValueType  # 1
+    """Only cells whose noisy total passed a DP threshold; noisy_total > 0; (epsilon, delta)-DP."""
+    RELEASE_KIND_KNOWN_DOMAIN: _ReleaseKind.ValueType  # 2
+    """Every cell of the bin schema's domain exactly once, none selected; noisy counts may be
+    zero or negative (noise around empty cells); pure epsilon-DP, delta 0.
+    """
+
+class ReleaseKind(_ReleaseKind, metaclass=_ReleaseKindEnumTypeWrapper):
+    """How a batch's table was released (the gateway's privacy.mechanism)."""
+
+RELEASE_KIND_UNSPECIFIED: ReleaseKind.ValueType  # 0
+"""Refused: a batch must say which release it is."""
+RELEASE_KIND_THRESHOLD: ReleaseKind.ValueType  # 1
+"""Only cells whose noisy total passed a DP threshold; noisy_total > 0; (epsilon, delta)-DP."""
+RELEASE_KIND_KNOWN_DOMAIN: ReleaseKind.ValueType  # 2
+"""Every cell of the bin schema's domain exactly once, none selected; noisy counts may be
+zero or negative (noise around empty cells); pure epsilon-DP, delta 0.
+"""
+Global___ReleaseKind: _TypeAlias = ReleaseKind  # noqa: Y015
 
 @_typing.final
 class AggregateCell(_message.Message):
@@ -64,6 +93,7 @@ class AggregateBatch(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     MECHANISM_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     batch_id: _builtins.str
     """Deterministic: hash of site, period, schema and mechanism parameters."""
@@ -74,7 +104,9 @@ class AggregateBatch(_message.Message):
     """sha256 of the bin schema the codes were made with (from the model bundle)."""
     epsilon: _builtins.float
     delta: _builtins.float
+    """0 for RELEASE_KIND_KNOWN_DOMAIN (pure DP); in (0, 1e-3) for RELEASE_KIND_THRESHOLD."""
     mechanism: _builtins.str
+    kind: Global___ReleaseKind.ValueType
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateCell]: ...
     def __init__(
@@ -89,10 +121,11 @@ class AggregateBatch(_message.Message):
         delta: _builtins.float = ...,
         mechanism: _builtins.str = ...,
         cells: _abc.Iterable[Global___AggregateCell] | None = ...,
+        kind: Global___ReleaseKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cells", b"cells", "delta", b"delta", "epsilon", b"epsilon", "mechanism", b"mechanism", "period", b"period", "period_days", b"period_days", "schema_hash", b"schema_hash", "site_id", b"site_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "cells", b"cells", "delta", b"delta", "epsilon", b"epsilon", "kind", b"kind", "mechanism", b"mechanism", "period", b"period", "period_days", b"period_days", "schema_hash", b"schema_hash", "site_id", b"site_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,187 @@
+"""`fraudscreen train --from-hub`: a model from the fleet's summed DP tables, with a report.
+
+The analyst exports the hub's summed table (`fraudscreen hub export`), and this trains
+LightGBM on it as weighted rows, keeps a binomially thinned share of every cell aside to
+choose thresholds and to evaluate, writes a bundle that reads bin codes (it carries its
+bin schema), and writes an HTML report next to it comparing the new model with the one
+currently released: on the held-out table, and on a labelled history if one is given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+import pandas as pd
+
+from fraudscreen import history as hist
+from fraudscreen.features.batch import compute_features
+from fraudscreen.model.bundle import Bundle, Manifest, load_bundle
+from fraudscreen.model.report_html import ScoredSet, write_report
+from fraudscreen.model.train_aggregates import (
+    AggregateTrainingConfig,
+    clamp_counts,
+    train_from_table,
+    weighted_rows,
+    write_aggregate_bundle,
+)
+from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.release import Cell
+
+Table = dict[Cell, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    manifest: Manifest
+    report: Path
+    holdout: ScoredSet
+
+
+def read_export(path: Path) -> tuple[Table, BinSchema]:
+    """The hub's export (csv/parquet + .schema.json sidecar) as cell -> (total, fraud)."""
+    path = Path(path)
+    sidecar = path.with_suffix(".schema.json")
+    if not sidecar.is_file():
+        raise ValueError(
+            f"{sidecar} is missing: export with `fraudscreen hub export`, which "
+            "writes the table and its schema sidecar together"
+        )
+    schema = BinSchema.from_json(json.loads(sidecar.read_text())["bin_schema"])
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    names = [schema.features[i] for i in schema.binned]
+    missing = [c for c in (*names, "noisy_total", "noisy_fraud") if c not in frame]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; it is not a hub export")
+    codes = frame[names].to_numpy(dtype=np.int64)
+    totals = frame["noisy_total"].to_numpy(dtype=np.int64)
+    frauds = frame["noisy_fraud"].to_numpy(dtype=np.int64)
+    table = {
+        tuple(int(c) for c in row): (int(t), int(f))
+        for row, t, f in zip(codes, totals, frauds, strict=True)
+    }
+    return table, schema
+
+
+def thin(table: Table, share: float, seed: int) -> tuple[Table, Table]:
+    """Split every cell's (clamped) counts binomially: (training, held out) tables.
+
+    Binomial thinning keeps both parts distributed like the whole, so the held-out part is
+    a fair, independent-looking validation set without any raw rows.
+    """
+    rng = np.random.default_rng(seed)
+    training: Table = {}
+    held_out: Table = {}
+    for cell, (total, fraud) in table.items():
+        genuine, fraud = clamp_counts(total, fraud)
+        keep_g = int(rng.binomial(genuine, 1 - share))
+        keep_f = int(rng.binomial(fraud, 1 - share))
+        training[cell] = (keep_g + keep_f, keep_f)
+        held_out[cell] = (genuine - keep_g + fraud - keep_f, fraud - keep_f)
+    return training, held_out
+
+
+def _table_set(booster: lightgbm.Booster, table: Table, schema: BinSchema, name: str) -> ScoredSet:
+    rows = weighted_rows(table, schema)
+    return ScoredSet(name, rows.labels, np.asarray(booster.predict(rows.rows)), rows.weights)
+
+
+def _history_sets(
+    history_path: Path,
+    new: lightgbm.Booster,
+    schema: BinSchema,
+    current: Bundle | None,
+    eval_days: int,
+) -> tuple[str, list[ScoredSet]]:
+    frame = hist.load_history(history_path)
+    features = compute_features(frame)
+    last_day = frame[hist.TX_DATETIME].max().normalize()
+    mask = (frame[hist.TX_DATETIME] >= last_day - pd.Timedelta(days=eval_days - 1)).to_numpy()
+    labels = frame[hist.TX_FRAUD].to_numpy(dtype=np.int8)[mask]
+    rows = features[mask]
+    sets = [
+        ScoredSet(
+            "new (trained on DP aggregates)",
+            labels,
+            np.asarray(new.predict(schema.transform_matrix(rows))),
+        )
+    ]
+    if current is not None:
+        booster = lightgbm.Booster(model_str=current.model_text)
+        current_rows = (
+            current.bin_schema.transform_matrix(rows)
+            if current.reads_bin_codes and current.bin_schema
+            else rows
+        )
+        sets.append(
+            ScoredSet(
+                f"current ({current.model_version})",
+                labels,
+                np.asarray(booster.predict(current_rows)),
+            )
+        )
+    first = (last_day - pd.Timedelta(days=eval_days - 1)).date()
+    return f"History {history_path.name}: last {eval_days} days from {first}", sets
+
+
+def retrain_from_export(
+    export: Path,
+    out_dir: Path,
+    *,
+    name: str = "fraudscreen-dp",
+    holdout: float = 0.2,
+    seed: int = 0,
+    current: Path | None = None,
+    history: Path | None = None,
+    eval_days: int = 7,
+    config: AggregateTrainingConfig | None = None,
+) -> RetrainResult:
+    if not 0 < holdout < 1:
+        raise ValueError(f"--holdout must be between 0 and 1, got {holdout}")
+    table, schema = read_export(export)
+    training, held_out = thin(table, holdout, seed)
+    booster = train_from_table(training, schema, config)
+    manifest = write_aggregate_bundle(
+        out_dir,
+        booster,
+        training,
+        schema,
+        validation_table=held_out,
+        config=config,
+        name=name,
+        trained_on=f"hub export {export.name}",
+        source=[export.name],
+    )
+    current_bundle = load_bundle(current) if current is not None else None
+    holdout_set = _table_set(booster, held_out, schema, "new (trained on DP aggregates)")
+    sections: list[tuple[str, list[ScoredSet]]] = []
+    table_sets = [holdout_set]
+    notes = [
+        f"New model {manifest.model_version}: {len(table):,} cells, held-out share "
+        f"{holdout:.0%} (binomial thinning of every cell); thresholds review >= "
+        f"{manifest.thresholds.review:.4f}, decline >= {manifest.thresholds.decline:.4f}.",
+    ]
+    if current_bundle is not None:
+        if current_bundle.reads_bin_codes and current_bundle.bin_schema == schema:
+            old = lightgbm.Booster(model_str=current_bundle.model_text)
+            table_sets.append(
+                _table_set(old, held_out, schema, f"current ({current_bundle.model_version})")
+            )
+        else:
+            notes.append(
+                f"The current model {current_bundle.model_version} reads raw features, "
+                "so it is compared on a labelled history only (--history)."
+            )
+    sections.append(("Held-out share of the hub's table (weighted by counts)", table_sets))
+    if history is not None:
+        sections.append(_history_sets(history, booster, schema, current_bundle, eval_days))
+    report = write_report(
+        out_dir.parent / f"{out_dir.name}.report.html",
+        f"fraudscreen model report: {manifest.model_version}",
+        sections,
+        notes,
+    )
+    return RetrainResult(manifest, report, holdout_set)
