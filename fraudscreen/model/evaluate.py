@@ -59,6 +59,11 @@ class ProtocolPeriods:
     test_start: dt.date
     test_end: dt.date
 
+    @property
+    def fold_end(self) -> dt.date:
+        """End of the model-selection fold: the training start less the label delay."""
+        return self.train_start - (self.test_start - self.train_end)
+
     @classmethod
     def after_training(
         cls, train_end: dt.date, *, train_days: int = 7, delay_days: int = 7, test_days: int = 7

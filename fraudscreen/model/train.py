@@ -111,24 +111,8 @@ def train_bundle(
     features = compute_features(frame, timezone=config.timezone)
     labels = frame[history.TX_FRAUD].to_numpy(dtype=np.int8)
     periods = config.periods()
-    fit_mask = day_mask(frame, periods.train_start, periods.train_end)
-    fold_end = periods.train_start - dt.timedelta(days=config.delay_days)
-    fold_mask = day_mask(frame, fold_end - dt.timedelta(days=config.train_days), fold_end)
-    for name, mask in (("training week", fit_mask), ("validation fold", fold_mask)):
-        _require_both_classes(labels[mask], name, periods)
-
-    params = config.lightgbm_params()
-    fold = _fit(
-        features[fold_mask],
-        labels[fold_mask],
-        params,
-        config.max_trees,
-        valid=(features[fit_mask], labels[fit_mask]),
-        early_stopping=config.early_stopping_rounds,
-        progress=progress,
-        label="validation fold",
-    )
-    best_trees = max(1, fold.best_iteration or config.max_trees)
+    selected = fit_prequential(frame, features, config, progress=progress)
+    fit_mask, fold, best_trees = selected.fit_mask, selected.fold, selected.trees
     validation_scores = fold.predict(features[fit_mask], num_iteration=best_trees)
     thresholds = Thresholds(
         review=threshold_for_precision(
@@ -141,14 +125,7 @@ def train_bundle(
     validation = compute_metrics(frame[fit_mask], validation_scores).as_dict()
     log.info("train.validated", best_trees=best_trees, **validation)
 
-    final = _fit(
-        features[fit_mask],
-        labels[fit_mask],
-        params,
-        best_trees,
-        progress=progress,
-        label="final model",
-    )
+    final = selected.final
     model_text = final.model_to_string()
     golden = make_golden_rows(final, features[fit_mask], labels[fit_mask], config.seed)
     metrics: dict[str, Any] = {}
@@ -175,8 +152,8 @@ def train_bundle(
         "source": source,
         "train_period": [periods.train_start.isoformat(), periods.train_end.isoformat()],
         "validation_fold": [
-            (fold_end - dt.timedelta(days=config.train_days)).isoformat(),
-            fold_end.isoformat(),
+            (periods.fold_end - dt.timedelta(days=config.train_days)).isoformat(),
+            periods.fold_end.isoformat(),
         ],
         "rows": int(fit_mask.sum()),
         "frauds": int(labels[fit_mask].sum()),
@@ -202,6 +179,52 @@ def train_bundle(
     )
     log.info("train.bundle_written", path=str(out_dir), model_version=version)
     return TrainingResult(manifest, final, features)
+
+
+@dataclass(frozen=True)
+class PrequentialFit:
+    """The fold model (validated on the training window) and the released model."""
+
+    fit_mask: npt.NDArray[np.bool_]
+    fold_mask: npt.NDArray[np.bool_]
+    fold: lightgbm.Booster
+    final: lightgbm.Booster
+    trees: int
+
+
+def fit_prequential(
+    frame: pd.DataFrame,
+    features: npt.NDArray[np.float64],
+    config: TrainingConfig,
+    *,
+    progress: bool,
+) -> PrequentialFit:
+    """The handbook's model selection: a fold model on the window ending `delay` days
+    before the training window, early-stopped on the training window; then the released
+    model on the training window with the tree count found."""
+    labels = frame[history.TX_FRAUD].to_numpy(dtype=np.int8)
+    periods = config.periods()
+    fit_mask = day_mask(frame, periods.train_start, periods.train_end)
+    fold_start = periods.fold_end - dt.timedelta(days=config.train_days)
+    fold_mask = day_mask(frame, fold_start, periods.fold_end)
+    for name, mask in (("training window", fit_mask), ("validation fold", fold_mask)):
+        _require_both_classes(labels[mask], name, periods)
+    params = config.lightgbm_params()
+    fold = _fit(
+        features[fold_mask],
+        labels[fold_mask],
+        params,
+        config.max_trees,
+        valid=(features[fit_mask], labels[fit_mask]),
+        early_stopping=config.early_stopping_rounds,
+        progress=progress,
+        label="validation fold",
+    )
+    trees = max(1, fold.best_iteration or config.max_trees)
+    final = _fit(
+        features[fit_mask], labels[fit_mask], params, trees, progress=progress, label="final model"
+    )
+    return PrequentialFit(fit_mask, fold_mask, fold, final, trees)
 
 
 def threshold_for_precision(

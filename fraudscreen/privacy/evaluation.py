@@ -40,7 +40,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,10 +59,9 @@ from fraudscreen.model.evaluate import (
     Metrics,
     ProtocolPeriods,
     compute_metrics,
-    day_mask,
     evaluation_mask,
 )
-from fraudscreen.model.train import TrainingConfig
+from fraudscreen.model.train import TrainingConfig, fit_prequential
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
     CountTable,
@@ -334,36 +333,6 @@ def make_batches(
 # -- training and scoring -----------------------------------------------------------------
 
 
-def _fit_raw(
-    x: FloatArray,
-    y: npt.NDArray[np.int8],
-    params: dict[str, Any],
-    rounds: int,
-    *,
-    valid: tuple[FloatArray, npt.NDArray[np.int8]] | None,
-    early_stopping: int,
-    progress: bool,
-    label: str,
-) -> lightgbm.Booster:
-    """Same LightGBM call as `model.train` (so row (a) reproduces the default model)."""
-    train_set = lightgbm.Dataset(x, y, feature_name=list(FEATURE_NAMES), free_raw_data=False)
-    callbacks: list[Callable[..., Any]] = []
-    valid_sets = []
-    if valid is not None:
-        valid_sets = [lightgbm.Dataset(valid[0], valid[1], reference=train_set)]
-        callbacks.append(
-            lightgbm.early_stopping(early_stopping, first_metric_only=True, verbose=False)
-        )
-    bar = tqdm(total=rounds, desc=f"  {label}", unit="tree", disable=not progress, leave=False)
-    callbacks.append(lambda env: bar.update(1))
-    try:
-        return lightgbm.train(
-            params, train_set, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks
-        )
-    finally:
-        bar.close()
-
-
 def train_raw(
     frame: pd.DataFrame,
     features: FloatArray,
@@ -372,43 +341,11 @@ def train_raw(
     *,
     progress: bool,
 ) -> lightgbm.Booster:
-    """`model.train`'s protocol on raw rows: fold model picks the tree count, then refit."""
+    """`model.train`'s protocol on raw rows (so row (a) reproduces the default model)."""
     training = TrainingConfig(
         train_end=config.train_end, train_days=train_days, max_trees=config.raw_max_trees
     )
-    periods = training.periods()
-    labels = frame[history.TX_FRAUD].to_numpy(dtype=np.int8)
-    fit = day_mask(frame, periods.train_start, periods.train_end)
-    fold_end = periods.train_start - dt.timedelta(days=training.delay_days)
-    fold = day_mask(frame, fold_end - dt.timedelta(days=train_days), fold_end)
-    for name, mask in (("training window", fit), ("validation fold", fold)):
-        if len(np.unique(labels[mask])) < 2:
-            raise ValueError(
-                f"the {name} of the {train_days}-day raw model has no fraud or no rows; "
-                "the history is too short for this --train-end / --train-days"
-            )
-    params = training.lightgbm_params()
-    fold_model = _fit_raw(
-        features[fold],
-        labels[fold],
-        params,
-        training.max_trees,
-        valid=(features[fit], labels[fit]),
-        early_stopping=training.early_stopping_rounds,
-        progress=progress,
-        label="validation fold",
-    )
-    trees = max(1, fold_model.best_iteration or training.max_trees)
-    return _fit_raw(
-        features[fit],
-        labels[fit],
-        params,
-        trees,
-        valid=None,
-        early_stopping=0,
-        progress=progress,
-        label="final model",
-    )
+    return fit_prequential(frame, features, training, progress=progress).final
 
 
 @dataclass(frozen=True)
