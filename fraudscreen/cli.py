@@ -232,6 +232,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         days=args.days,
         limit=args.limit,
         mode=args.mode,
+        batch_size=args.batch_size,
         concurrency=args.concurrency,
         ca_file=args.ca_file,
         cert_file=args.cert_file,
@@ -602,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--days", type=int, default=38, help="replay the last N days")
     rep.add_argument("--limit", type=int, default=None, help="at most N transactions")
-    rep.add_argument("--mode", choices=["unary", "stream"], default="unary")
+    rep.add_argument("--mode", choices=["unary", "stream", "batch"], default="unary")
+    rep.add_argument("--batch-size", type=int, default=100, help="batch: requests per call")
     rep.add_argument("--concurrency", type=int, default=4, help="unary: parallel terminals")
     rep.add_argument("--ca-file", type=Path, default=None, help="TLS: CA of the gateway")
     rep.add_argument("--cert-file", type=Path, default=None, help="mTLS: client certificate")

@@ -44,7 +44,8 @@ class ReplayOptions:
     target: str = "127.0.0.1:50051"
     days: int = 38
     limit: int | None = None
-    mode: str = "unary"  # unary | stream
+    mode: str = "unary"  # unary | stream | batch
+    batch_size: int = 100
     concurrency: int = 4
     stream_window: int = 64
     ca_file: Path | None = None
@@ -64,6 +65,7 @@ class ReplayStats:
     false_alarms: int = 0  # genuine answered REVIEW or DECLINE
     genuine: int = 0
     stand_in: int = 0
+    batch_mode: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, fraud: bool, decision: str, stand_in: bool, latency_us: float) -> None:
@@ -250,8 +252,45 @@ def _run_stream(
         bar.update(1)
 
 
+def _run_batch(
+    stub: pb_grpc.ScreeningStub,
+    frame: pd.DataFrame,
+    options: ReplayOptions,
+    stats: ReplayStats,
+    bar: tqdm[Never],
+) -> None:
+    items = list(requests(frame))
+    for start in range(0, len(items), options.batch_size):
+        chunk = items[start : start + options.batch_size]
+        began = time.perf_counter()
+        try:
+            reply = stub.ScreenBatch(
+                pb.ScreenBatchRequest(requests=[r for r, _ in chunk]), timeout=options.timeout
+            )
+        except grpc.RpcError as exc:
+            for _ in chunk:
+                stats.error(exc.code().name)
+            bar.update(len(chunk))
+            continue
+        elapsed_us = (time.perf_counter() - began) * 1e6
+        for (request, fraud), result in zip(chunk, reply.results, strict=True):
+            if result.HasField("error"):
+                stats.error(str(result.error.code))
+                continue
+            response = result.response
+            stats.add(
+                fraud,
+                pb.Decision.Name(response.decision).removeprefix("DECISION_"),
+                response.stand_in,
+                elapsed_us,
+            )
+            if fraud and options.report_outcomes:
+                _report(stub, request, options.timeout, stats)
+        bar.update(len(chunk))
+
+
 def replay(frame: pd.DataFrame, options: ReplayOptions) -> tuple[ReplayStats, float]:
-    stats = ReplayStats()
+    stats = ReplayStats(batch_mode=options.mode == "batch")
     with open_channel(options) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         stub = pb_grpc.ScreeningStub(channel)
@@ -265,6 +304,8 @@ def replay(frame: pd.DataFrame, options: ReplayOptions) -> tuple[ReplayStats, fl
         ) as bar:
             if options.mode == "stream":
                 _run_stream(stub, frame, options, stats, bar)
+            elif options.mode == "batch":
+                _run_batch(stub, frame, options, stats, bar)
             else:
                 _run_unary(stub, frame, options, stats, bar)
         return stats, time.perf_counter() - began

@@ -127,8 +127,9 @@ class _Entry:
 
 def fingerprint(tx: Transaction) -> str:
     """What must match for a retry to be the same transaction."""
-    parts = (tx.card_token, tx.amount_minor, tx.currency, tx.timestamp, tx.mcc, tx.entry_mode)
-    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    mode = "" if tx.entry_mode is None else int(tx.entry_mode)
+    text = f"{tx.card_token}|{tx.amount_minor}|{tx.currency}|{tx.timestamp}|{tx.mcc}|{mode}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def encode_reasons(reasons: Sequence[Reason]) -> str:

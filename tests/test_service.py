@@ -341,3 +341,22 @@ def test_deadline_is_honoured(stub: pb_grpc.ScreeningStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Screen(screen_request("late"), timeout=0.000001)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_batch_answers_each_request_in_order(stub: pb_grpc.ScreeningStub) -> None:
+    requests = [screen_request(f"b-{i}", pan=PANS[i % 4]) for i in range(40)]
+    requests[3].pan = "1234"  # one bad item must not fail the batch
+    reply = stub.ScreenBatch(pb.ScreenBatchRequest(requests=requests), timeout=10)
+    assert [r.transaction_id for r in reply.results] == [r.transaction_id for r in requests]
+    assert reply.results[3].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert all(r.HasField("response") for i, r in enumerate(reply.results) if i != 3)
+    again = stub.ScreenBatch(pb.ScreenBatchRequest(requests=requests[:2]), timeout=10)
+    assert all(r.response.replayed for r in again.results)
+
+
+def test_oversized_batch_is_refused_naming_the_field(stub: pb_grpc.ScreeningStub) -> None:
+    requests = [screen_request(f"big-{i}") for i in range(1001)]
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ScreenBatch(pb.ScreenBatchRequest(requests=requests), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "requests" in bad_fields(caught.value)

@@ -8,6 +8,7 @@ in-flight calls finish within the grace period, flush and close the journal.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -191,6 +192,7 @@ class Gateway:
     def become_ready(self) -> None:
         """Load the model (or fall back to the stand-in policy), then health SERVING."""
         self.load_model()
+        settle_garbage_collector()
         self.servicer.ready = True
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
@@ -332,12 +334,25 @@ class Gateway:
         while not self._stopping.wait(MAINTENANCE_SECONDS):
             try:
                 self.engine.maintain()
+                gc.freeze()
                 if time.monotonic() - last_purge >= JOURNAL_PURGE_SECONDS:
                     deleted = self.journal.purge()
                     last_purge = time.monotonic()
                     log.info("journal.purged", rows=deleted)
             except Exception as exc:
                 log.error("maintenance.failed", error=str(exc), exc_info=exc)
+
+
+def settle_garbage_collector() -> None:
+    """Keep long-lived state out of the cyclic GC's way.
+
+    Card and terminal windows are millions of small containers; a full collection walking
+    them stalled requests by 100+ ms under load. Everything alive after start-up (and, from
+    the maintenance loop, every 30 s) is frozen into the permanent generation, so the
+    collector only scans what requests allocate. Our state holds no reference cycles.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve(config: GatewayConfig) -> int:

@@ -30,6 +30,7 @@ log = structlog.get_logger("fraudscreen.requests")
 
 SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 _EMPTY_SCREEN = pb.ScreenRequest()
+MAX_BATCH = 1000
 M = TypeVar("M", bound=Message)
 
 _DECISIONS = {
@@ -136,6 +137,28 @@ def to_response(result: ScreenResult) -> pb.ScreenResponse:
     )
 
 
+class _MetricChildren:
+    """Labelled Prometheus children, looked up once: `.labels()` costs ~1.5 µs a call."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+        self._latency: dict[str, Any] = {}
+        self._requests: dict[tuple[str, str, str], Any] = {}
+
+    def latency(self, method: str) -> Any:
+        child = self._latency.get(method)
+        if child is None:
+            child = self._latency[method] = self._metrics.latency.labels(method)
+        return child
+
+    def requests(self, method: str, code: str, decision: str) -> Any:
+        key = (method, code, decision)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self._metrics.requests.labels(*key)
+        return child
+
+
 class ScreeningServicer:
     """Handlers for fraudscreen.v1.Screening; registered by `handlers()` with lenient parsing."""
 
@@ -151,6 +174,7 @@ class ScreeningServicer:
         self._validator = validator
         self._metrics = metrics
         self._log_approvals = log_approvals
+        self._children = _MetricChildren(metrics)
         self.ready = False
 
     def handlers(self) -> grpc.GenericRpcHandler[Any, Any]:
@@ -166,6 +190,11 @@ class ScreeningServicer:
                     self.ScreenStream,
                     request_deserializer=lenient_parser(pb.ScreenRequest),
                     response_serializer=pb.ScreenStreamResponse.SerializeToString,
+                ),
+                "ScreenBatch": grpc.unary_unary_rpc_method_handler(
+                    self.ScreenBatch,
+                    request_deserializer=lenient_parser(pb.ScreenBatchRequest),
+                    response_serializer=pb.ScreenBatchResponse.SerializeToString,
                 ),
                 "ReportOutcome": grpc.unary_unary_rpc_method_handler(
                     self.ReportOutcome,
@@ -193,26 +222,52 @@ class ScreeningServicer:
         self, messages: Iterator[object], context: grpc.ServicerContext
     ) -> Iterator[pb.ScreenStreamResponse]:
         for message in messages:
-            started = time.perf_counter()
-            request = _EMPTY_SCREEN
-            try:
-                request = _decoded(message, pb.ScreenRequest)
-                result = self._screen(request)
-            except Exception as exc:
-                status = classify(exc)
-                self._count("ScreenStream", status, None, started, request)
-                yield pb.ScreenStreamResponse(
-                    transaction_id=request.transaction_id,
-                    terminal_id=request.terminal_id,
-                    error=status,
+            yield self._item("ScreenStream", message)
+
+    def ScreenBatch(self, message: object, context: grpc.ServicerContext) -> pb.ScreenBatchResponse:
+        started = time.perf_counter()
+        try:
+            batch = _decoded(message, pb.ScreenBatchRequest)
+            if len(batch.requests) > MAX_BATCH:
+                raise RequestInvalidError(
+                    [
+                        FieldViolation(
+                            "requests",
+                            f"at most {MAX_BATCH} per batch, got "
+                            f"{len(batch.requests)}; split the batch",
+                        )
+                    ]
                 )
-                continue
-            self._count("ScreenStream", None, result, started, request)
-            yield pb.ScreenStreamResponse(
-                transaction_id=result.transaction_id,
-                terminal_id=result.terminal_id,
-                response=to_response(result),
+        except Exception as exc:
+            status = classify(exc)
+            self._count("ScreenBatch", status, None, started, _EMPTY_SCREEN)
+            context.abort_with_status(rpc_status.to_status(status))
+            raise
+        return pb.ScreenBatchResponse(
+            results=[self._item("ScreenBatch", request) for request in batch.requests]
+        )
+
+    def _item(self, method: str, message: object) -> pb.ScreenStreamResponse:
+        """One transaction of a stream or batch: its answer or its error, in-band."""
+        started = time.perf_counter()
+        request = _EMPTY_SCREEN
+        try:
+            request = _decoded(message, pb.ScreenRequest)
+            result = self._screen(request)
+        except Exception as exc:
+            status = classify(exc)
+            self._count(method, status, None, started, request)
+            return pb.ScreenStreamResponse(
+                transaction_id=request.transaction_id,
+                terminal_id=request.terminal_id,
+                error=status,
             )
+        self._count(method, None, result, started, request)
+        return pb.ScreenStreamResponse(
+            transaction_id=result.transaction_id,
+            terminal_id=result.terminal_id,
+            response=to_response(result),
+        )
 
     def ReportOutcome(
         self, message: object, context: grpc.ServicerContext
@@ -259,10 +314,10 @@ class ScreeningServicer:
         request: pb.ScreenRequest,
     ) -> None:
         elapsed = time.perf_counter() - started
-        self._metrics.latency.labels(method).observe(elapsed)
+        self._children.latency(method).observe(elapsed)
         if result is not None:
             decision = result.decision.name
-            self._metrics.requests.labels(method, "OK", decision).inc()
+            self._children.requests(method, "OK", decision).inc()
             if self._log_approvals or result.decision is not Decision.APPROVE:
                 log.info(
                     "screened",
@@ -279,7 +334,7 @@ class ScreeningServicer:
                 )
             return
         code = code_name(status) if status is not None else "UNKNOWN"
-        self._metrics.requests.labels(method, code, "").inc()
+        self._children.requests(method, code, "").inc()
         log.info(
             "rejected",
             method=method,

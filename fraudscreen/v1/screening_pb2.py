@@ -26,19 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66raudscreen/v1/screening.proto\x12\x0e\x66raudscreen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x8f\x02\n\rScreenRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x0b\n\x03pan\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x16merchant_category_code\x18\x07 \x01(\rH\x00\x88\x01\x01\x12-\n\nentry_mode\x18\x08 \x01(\x0e\x32\x19.fraudscreen.v1.EntryModeB\x19\n\x17_merchant_category_code\"A\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\xe0\x01\n\x0eScreenResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x18.fraudscreen.v1.Decision\x12\r\n\x05score\x18\x04 \x01(\x01\x12+\n\x07reasons\x18\x05 \x03(\x0b\x32\x1a.fraudscreen.v1.ReasonCode\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x10\n\x08stand_in\x18\x07 \x01(\x08\x12\x10\n\x08replayed\x18\x08 \x01(\x08\"\xa6\x01\n\x14ScreenStreamResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x32\n\x08response\x18\x03 \x01(\x0b\x32\x1e.fraudscreen.v1.ScreenResponseH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"\x9e\x01\n\x14ReportOutcomeRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12(\n\x07outcome\x18\x03 \x01(\x0e\x32\x17.fraudscreen.v1.Outcome\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x15ReportOutcomeResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x19\n\x11known_transaction\x18\x02 \x01(\x08*\xa2\x01\n\tEntryMode\x12\x1a\n\x16\x45NTRY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_MODE_CHIP\x10\x01\x12\x1a\n\x16\x45NTRY_MODE_CONTACTLESS\x10\x02\x12\x18\n\x14\x45NTRY_MODE_MAGSTRIPE\x10\x03\x12\x15\n\x11\x45NTRY_MODE_MANUAL\x10\x04\x12\x17\n\x13\x45NTRY_MODE_FALLBACK\x10\x05*e\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REVIEW\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_DECLINE\x10\x03*v\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTCOME_CHARGEBACK\x10\x01\x12\x1b\n\x17OUTCOME_CONFIRMED_FRAUD\x10\x02\x12\x1d\n\x19OUTCOME_CONFIRMED_GENUINE\x10\x03\x32\x8b\x02\n\tScreening\x12G\n\x06Screen\x12\x1d.fraudscreen.v1.ScreenRequest\x1a\x1e.fraudscreen.v1.ScreenResponse\x12W\n\x0cScreenStream\x12\x1d.fraudscreen.v1.ScreenRequest\x1a$.fraudscreen.v1.ScreenStreamResponse(\x01\x30\x01\x12\\\n\rReportOutcome\x12$.fraudscreen.v1.ReportOutcomeRequest\x1a%.fraudscreen.v1.ReportOutcomeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66raudscreen/v1/screening.proto\x12\x0e\x66raudscreen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x8f\x02\n\rScreenRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x0b\n\x03pan\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x16merchant_category_code\x18\x07 \x01(\rH\x00\x88\x01\x01\x12-\n\nentry_mode\x18\x08 \x01(\x0e\x32\x19.fraudscreen.v1.EntryModeB\x19\n\x17_merchant_category_code\"A\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\xe0\x01\n\x0eScreenResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x18.fraudscreen.v1.Decision\x12\r\n\x05score\x18\x04 \x01(\x01\x12+\n\x07reasons\x18\x05 \x03(\x0b\x32\x1a.fraudscreen.v1.ReasonCode\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x10\n\x08stand_in\x18\x07 \x01(\x08\x12\x10\n\x08replayed\x18\x08 \x01(\x08\"\xa6\x01\n\x14ScreenStreamResponse\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x32\n\x08response\x18\x03 \x01(\x0b\x32\x1e.fraudscreen.v1.ScreenResponseH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"E\n\x12ScreenBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.fraudscreen.v1.ScreenRequest\"L\n\x13ScreenBatchResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.fraudscreen.v1.ScreenStreamResponse\"\x9e\x01\n\x14ReportOutcomeRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12(\n\x07outcome\x18\x03 \x01(\x0e\x32\x17.fraudscreen.v1.Outcome\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x15ReportOutcomeResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x12\x19\n\x11known_transaction\x18\x02 \x01(\x08*\xa2\x01\n\tEntryMode\x12\x1a\n\x16\x45NTRY_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45NTRY_MODE_CHIP\x10\x01\x12\x1a\n\x16\x45NTRY_MODE_CONTACTLESS\x10\x02\x12\x18\n\x14\x45NTRY_MODE_MAGSTRIPE\x10\x03\x12\x15\n\x11\x45NTRY_MODE_MANUAL\x10\x04\x12\x17\n\x13\x45NTRY_MODE_FALLBACK\x10\x05*e\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REVIEW\x10\x02\x12\x14\n\x10\x44\x45\x43ISION_DECLINE\x10\x03*v\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTCOME_CHARGEBACK\x10\x01\x12\x1b\n\x17OUTCOME_CONFIRMED_FRAUD\x10\x02\x12\x1d\n\x19OUTCOME_CONFIRMED_GENUINE\x10\x03\x32\xe3\x02\n\tScreening\x12G\n\x06Screen\x12\x1d.fraudscreen.v1.ScreenRequest\x1a\x1e.fraudscreen.v1.ScreenResponse\x12W\n\x0cScreenStream\x12\x1d.fraudscreen.v1.ScreenRequest\x1a$.fraudscreen.v1.ScreenStreamResponse(\x01\x30\x01\x12V\n\x0bScreenBatch\x12\".fraudscreen.v1.ScreenBatchRequest\x1a#.fraudscreen.v1.ScreenBatchResponse\x12\\\n\rReportOutcome\x12$.fraudscreen.v1.ReportOutcomeRequest\x1a%.fraudscreen.v1.ReportOutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fraudscreen.v1.screening_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYMODE']._serialized_start=1077
-  _globals['_ENTRYMODE']._serialized_end=1239
-  _globals['_DECISION']._serialized_start=1241
-  _globals['_DECISION']._serialized_end=1342
-  _globals['_OUTCOME']._serialized_start=1344
-  _globals['_OUTCOME']._serialized_end=1462
+  _globals['_ENTRYMODE']._serialized_start=1226
+  _globals['_ENTRYMODE']._serialized_end=1388
+  _globals['_DECISION']._serialized_start=1390
+  _globals['_DECISION']._serialized_end=1491
+  _globals['_OUTCOME']._serialized_start=1493
+  _globals['_OUTCOME']._serialized_end=1611
   _globals['_SCREENREQUEST']._serialized_start=109
   _globals['_SCREENREQUEST']._serialized_end=380
   _globals['_REASONCODE']._serialized_start=382
@@ -47,10 +47,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCREENRESPONSE']._serialized_end=674
   _globals['_SCREENSTREAMRESPONSE']._serialized_start=677
   _globals['_SCREENSTREAMRESPONSE']._serialized_end=843
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=846
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1004
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1006
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1074
-  _globals['_SCREENING']._serialized_start=1465
-  _globals['_SCREENING']._serialized_end=1732
+  _globals['_SCREENBATCHREQUEST']._serialized_start=845
+  _globals['_SCREENBATCHREQUEST']._serialized_end=914
+  _globals['_SCREENBATCHRESPONSE']._serialized_start=916
+  _globals['_SCREENBATCHRESPONSE']._serialized_end=992
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=995
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=1153
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=1155
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=1223
+  _globals['_SCREENING']._serialized_start=1614
+  _globals['_SCREENING']._serialized_end=1969
 # @@protoc_insertion_point(module_scope)

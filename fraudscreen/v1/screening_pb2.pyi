@@ -253,6 +253,46 @@ class ScreenStreamResponse(_message.Message):
 Global___ScreenStreamResponse: _TypeAlias = ScreenStreamResponse  # noqa: Y015
 
 @_typing.final
+class ScreenBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScreenRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___ScreenRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenBatchRequest: _TypeAlias = ScreenBatchRequest  # noqa: Y015
+
+@_typing.final
+class ScreenBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScreenStreamResponse]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ScreenStreamResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenBatchResponse: _TypeAlias = ScreenBatchResponse  # noqa: Y015
+
+@_typing.final
 class ReportOutcomeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -44,6 +44,11 @@ class ScreeningStub:
                 request_serializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenRequest.SerializeToString,
                 response_deserializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenStreamResponse.FromString,
                 _registered_method=True)
+        self.ScreenBatch = channel.unary_unary(
+                '/fraudscreen.v1.Screening/ScreenBatch',
+                request_serializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchRequest.SerializeToString,
+                response_deserializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchResponse.FromString,
+                _registered_method=True)
         self.ReportOutcome = channel.unary_unary(
                 '/fraudscreen.v1.Screening/ReportOutcome',
                 request_serializer=fraudscreen_dot_v1_dot_screening__pb2.ReportOutcomeRequest.SerializeToString,
@@ -70,6 +75,15 @@ class ScreeningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScreenBatch(self, request, context):
+        """Up to 1,000 transactions in one call, for hosts that batch their terminals' requests:
+        one result per request, in order, errors in-band as in ScreenStream. Several times the
+        throughput of a stream, because gRPC's per-message cost is paid once per batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportOutcome(self, request, context):
         """Chargeback, confirmed fraud or confirmed genuine for an earlier transaction.
         """
@@ -89,6 +103,11 @@ def add_ScreeningServicer_to_server(servicer, server):
                     servicer.ScreenStream,
                     request_deserializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenRequest.FromString,
                     response_serializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenStreamResponse.SerializeToString,
+            ),
+            'ScreenBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScreenBatch,
+                    request_deserializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchRequest.FromString,
+                    response_serializer=fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchResponse.SerializeToString,
             ),
             'ReportOutcome': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportOutcome,
@@ -150,6 +169,33 @@ class Screening:
             '/fraudscreen.v1.Screening/ScreenStream',
             fraudscreen_dot_v1_dot_screening__pb2.ScreenRequest.SerializeToString,
             fraudscreen_dot_v1_dot_screening__pb2.ScreenStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScreenBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fraudscreen.v1.Screening/ScreenBatch',
+            fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchRequest.SerializeToString,
+            fraudscreen_dot_v1_dot_screening__pb2.ScreenBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
