@@ -280,7 +280,7 @@ class ServerConfig:
     listen: str = "127.0.0.1:50051"  # host:port, IPv6 as [::1]:50051; port 0 = ephemeral
     max_workers: int = 16
     max_concurrent_rpcs: int = 256  # beyond it the server answers RESOURCE_EXHAUSTED
-    max_message_bytes: int = 256 * 1024  # a ScreenBatch of 1,000 transactions is ~100 KiB
+    max_message_bytes: int = 512 * 1024  # fits the answer to a full ScreenBatch (500)
     grace_seconds: float = 10.0  # drain time on SIGTERM
     tls: TLSConfig = field(default_factory=TLSConfig)
 
@@ -879,7 +879,8 @@ max_workers = 16
 # Requests in flight beyond this are answered RESOURCE_EXHAUSTED (1..100000).
 max_concurrent_rpcs = 256
 # Largest request or response message in bytes (1 KiB..64 MiB).
-max_message_bytes = 262144
+# A ScreenBatch is capped so its worst-case answer fits (500 at the default).
+max_message_bytes = 524288
 # On SIGTERM, seconds to let in-flight requests finish (0..600).
 grace_seconds = 10.0
 

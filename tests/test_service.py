@@ -355,8 +355,29 @@ def test_batch_answers_each_request_in_order(stub: pb_grpc.ScreeningStub) -> Non
 
 
 def test_oversized_batch_is_refused_naming_the_field(stub: pb_grpc.ScreeningStub) -> None:
-    requests = [screen_request(f"big-{i}") for i in range(1001)]
+    requests = [screen_request(f"big-{i}") for i in range(501)]
     with pytest.raises(grpc.RpcError) as caught:
         stub.ScreenBatch(pb.ScreenBatchRequest(requests=requests), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "requests" in bad_fields(caught.value)
+
+
+def test_largest_batch_answer_fits_the_message_limit(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    """500 transactions with 64-character ids, every one a REVIEW with reason codes."""
+    config = gateway_config(
+        tmp_path,
+        small_bundle_path,
+        {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0", "FRAUDSCREEN_LOGGING_REQUESTS": "non_approve"},
+    )
+    requests = [
+        screen_request(f"{i:064d}", terminal_id="T" * 64, pan=PANS[i % 4]) for i in range(500)
+    ]
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            reply = stub.ScreenBatch(pb.ScreenBatchRequest(requests=requests), timeout=60)
+    assert len(reply.results) == 500
+    assert all(r.response.reasons for r in reply.results)
+    assert reply.ByteSize() < config.server.max_message_bytes

@@ -122,6 +122,7 @@ class Gateway:
             self.validator,
             self.metrics,
             log_approvals=config.logging.requests == "all",
+            max_message_bytes=config.server.max_message_bytes,
         )
         self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
         self.sync_agent = SyncAgent(

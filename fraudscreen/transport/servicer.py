@@ -30,7 +30,11 @@ log = structlog.get_logger("fraudscreen.requests")
 
 SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 _EMPTY_SCREEN = pb.ScreenRequest()
-MAX_BATCH = 1000
+MAX_BATCH = 500
+# Worst case of one ScreenStreamResponse: 64-character ids (twice), three reason codes,
+# a long model version. A batch whose answer could exceed the message limit is refused
+# before anything in it is screened, so a host never loses answers to an oversized reply.
+WORST_RESULT_BYTES = 640
 M = TypeVar("M", bound=Message)
 
 _DECISIONS = {
@@ -169,11 +173,13 @@ class ScreeningServicer:
         metrics: GatewayMetrics,
         *,
         log_approvals: bool = True,
+        max_message_bytes: int = 512 * 1024,
     ) -> None:
         self._engine = engine
         self._validator = validator
         self._metrics = metrics
         self._log_approvals = log_approvals
+        self._max_message_bytes = max_message_bytes
         self._children = _MetricChildren(metrics)
         self.ready = False
 

@@ -76,7 +76,7 @@ class ScreeningServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ScreenBatch(self, request, context):
-        """Up to 1,000 transactions in one call, for hosts that batch their terminals' requests:
+        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
         one result per request, in order, errors in-band as in ScreenStream. Several times the
         throughput of a stream, because gRPC's per-message cost is paid once per batch.
         """

@@ -42,7 +42,7 @@ class ScreeningStub:
     gets an error in its own response and does not end the stream.
     """
     ScreenBatch: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ScreenBatchRequest, _screening_pb2.ScreenBatchResponse]
-    """Up to 1,000 transactions in one call, for hosts that batch their terminals' requests:
+    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
     one result per request, in order, errors in-band as in ScreenStream. Several times the
     throughput of a stream, because gRPC's per-message cost is paid once per batch.
     """
@@ -61,7 +61,7 @@ class ScreeningAsyncStub(ScreeningStub):
     gets an error in its own response and does not end the stream.
     """
     ScreenBatch: _aio.UnaryUnaryMultiCallable[_screening_pb2.ScreenBatchRequest, _screening_pb2.ScreenBatchResponse]  # type: ignore[assignment]
-    """Up to 1,000 transactions in one call, for hosts that batch their terminals' requests:
+    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
     one result per request, in order, errors in-band as in ScreenStream. Several times the
     throughput of a stream, because gRPC's per-message cost is paid once per batch.
     """
@@ -95,7 +95,7 @@ class ScreeningServicer(metaclass=_abc_1.ABCMeta):
         request: _screening_pb2.ScreenBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_screening_pb2.ScreenBatchResponse, _abc.Awaitable[_screening_pb2.ScreenBatchResponse]]:
-        """Up to 1,000 transactions in one call, for hosts that batch their terminals' requests:
+        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
         one result per request, in order, errors in-band as in ScreenStream. Several times the
         throughput of a stream, because gRPC's per-message cost is paid once per batch.
         """
