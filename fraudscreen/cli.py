@@ -308,11 +308,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if (args.bundle / name).is_file()
     ]
     token = args.token_file.read_text().strip()
-    if args.ca_file is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=args.ca_file.read_bytes())
-        channel = grpc.secure_channel(args.hub, credentials)
-    else:
-        channel = grpc.insecure_channel(args.hub)
+    from fraudscreen.transport.channels import client_channel
+
+    channel = client_channel(args.hub, ca_file=args.ca_file)
     sites = [s for s in (args.sites or "").split(",") if s]
     with channel:
         try:
@@ -369,15 +367,11 @@ def _cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    if args.ca_file is not None:
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=args.ca_file.read_bytes(),
-            private_key=args.key_file.read_bytes() if args.key_file else None,
-            certificate_chain=args.cert_file.read_bytes() if args.cert_file else None,
-        )
-        channel = grpc.secure_channel(args.target, credentials)
-    else:
-        channel = grpc.insecure_channel(args.target)
+    from fraudscreen.transport.channels import client_channel
+
+    channel = client_channel(
+        args.target, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file
+    )
     with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from fraudscreen import history
 from fraudscreen.simulate import SimulationConfig, simulate
+from fraudscreen.transport.channels import client_channel
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 
@@ -141,14 +142,12 @@ def requests(frame: pd.DataFrame) -> Iterator[tuple[pb.ScreenRequest, bool]]:
 
 
 def open_channel(options: ReplayOptions) -> grpc.Channel:
-    if options.ca_file is None:
-        return grpc.insecure_channel(options.target)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=options.ca_file.read_bytes(),
-        private_key=options.key_file.read_bytes() if options.key_file else None,
-        certificate_chain=options.cert_file.read_bytes() if options.cert_file else None,
+    return client_channel(
+        options.target,
+        ca_file=options.ca_file,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
     )
-    return grpc.secure_channel(options.target, credentials)
 
 
 def _report(
@@ -167,6 +166,26 @@ def _report(
         stats.error(f"ReportOutcome:{exc.code().name}")
 
 
+def _record(
+    stub: pb_grpc.ScreeningStub,
+    request: pb.ScreenRequest,
+    fraud: bool,
+    response: pb.ScreenResponse,
+    latency_us: float,
+    options: ReplayOptions,
+    stats: ReplayStats,
+) -> None:
+    """Count an answer against the label; report a fraud back as the issuer would."""
+    stats.add(
+        fraud,
+        pb.Decision.Name(response.decision).removeprefix("DECISION_"),
+        response.stand_in,
+        latency_us,
+    )
+    if fraud and options.report_outcomes:
+        _report(stub, request, options.timeout, stats)
+
+
 def _unary_worker(
     stub: pb_grpc.ScreeningStub,
     work: queue.Queue[tuple[pb.ScreenRequest, bool] | None],
@@ -182,14 +201,9 @@ def _unary_worker(
         except grpc.RpcError as exc:
             stats.error(exc.code().name)
         else:
-            stats.add(
-                fraud,
-                pb.Decision.Name(response.decision).removeprefix("DECISION_"),
-                response.stand_in,
-                (time.perf_counter() - began) * 1e6,
+            _record(
+                stub, request, fraud, response, (time.perf_counter() - began) * 1e6, options, stats
             )
-            if fraud and options.report_outcomes:
-                _report(stub, request, options.timeout, stats)
         bar.update(1)
 
 
@@ -240,15 +254,15 @@ def _run_stream(
         if reply.HasField("error"):
             stats.error(str(reply.error.code))
         else:
-            response = reply.response
-            stats.add(
+            _record(
+                stub,
+                request,
                 fraud,
-                pb.Decision.Name(response.decision).removeprefix("DECISION_"),
-                response.stand_in,
+                reply.response,
                 (time.perf_counter() - began) * 1e6,
+                options,
+                stats,
             )
-            if fraud and options.report_outcomes:
-                _report(stub, request, options.timeout, stats)
         bar.update(1)
 
 
@@ -277,15 +291,7 @@ def _run_batch(
             if result.HasField("error"):
                 stats.error(str(result.error.code))
                 continue
-            response = result.response
-            stats.add(
-                fraud,
-                pb.Decision.Name(response.decision).removeprefix("DECISION_"),
-                response.stand_in,
-                elapsed_us,
-            )
-            if fraud and options.report_outcomes:
-                _report(stub, request, options.timeout, stats)
+            _record(stub, request, fraud, result.response, elapsed_us, options, stats)
         bar.update(len(chunk))
 
 

@@ -18,7 +18,7 @@ from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.compile import compile_bundle
-from fraudscreen.model.signing import generate_keypair, load_verified_bundle
+from fraudscreen.model.signing import PublicKey, generate_keypair, load_verified_bundle
 from fraudscreen.privacy.aggregate import LabelledRow, Period, exact_table
 from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import batch_id, encode_payload
@@ -135,8 +135,6 @@ def test_export_train_sign_and_serve(
     generate_keypair(tmp_path / "k.key", tmp_path / "k.pub")
     out = run_cli("sign", str(bundle_dir), "--key", str(tmp_path / "k.key"))
     assert out.returncode == 0, out.stderr
-    from fraudscreen.model.signing import PublicKey
-
     load_verified_bundle(bundle_dir, [PublicKey.from_file(tmp_path / "k.pub")])
 
     # a gateway serves the aggregate-trained model: bin transform applied before scoring

@@ -26,6 +26,7 @@ from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exac
 from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import Cell, ReleaseParameters
+from fraudscreen.transport.channels import client_channel
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 
@@ -72,14 +73,9 @@ def batch_message(payload: dict[str, Any]) -> sync_pb.AggregateBatch:
 
 
 def hub_channel(sync: SyncConfig) -> grpc.Channel:
-    if sync.ca_file is None:
-        return grpc.insecure_channel(sync.hub)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=sync.ca_file.read_bytes(),
-        private_key=sync.key_file.read_bytes() if sync.key_file else None,
-        certificate_chain=sync.cert_file.read_bytes() if sync.cert_file else None,
+    return client_channel(
+        sync.hub, ca_file=sync.ca_file, cert_file=sync.cert_file, key_file=sync.key_file
     )
-    return grpc.secure_channel(sync.hub, credentials)
 
 
 def hub_token(sync: SyncConfig) -> str | None:
