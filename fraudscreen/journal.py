@@ -128,7 +128,7 @@ _SELECT_TX = (
     "reasons_json, model_version, stand_in, received_at FROM transactions"
 )
 _FIND_TX = _SELECT_TX + " WHERE terminal_id = ? AND transaction_id = ?"
-_ITER_TX = _SELECT_TX + " WHERE timestamp >= ? ORDER BY seq"
+_ITER_TX = _SELECT_TX + " WHERE timestamp >= ? AND timestamp < ? ORDER BY seq"
 _LATEST_OUTCOMES = (
     "SELECT o.terminal_id, o.transaction_id, o.outcome, o.is_fraud, o.reported_at "
     "FROM outcomes o JOIN (SELECT MAX(seq) AS seq FROM outcomes "
@@ -917,14 +917,16 @@ class Journal:
             row = self._read().execute("SELECT MIN(timestamp) FROM transactions").fetchone()
         return None if row[0] is None else int(row[0])
 
-    def iter_transactions(self, since_timestamp: int) -> Iterator[ScreenedRecord]:
-        """Records with timestamp >= since, in arrival order, streamed from a snapshot.
+    def iter_transactions(
+        self, since_timestamp: int, until_timestamp: int = _INT64_MAX
+    ) -> Iterator[ScreenedRecord]:
+        """Records with since <= timestamp < until, in arrival order, streamed from a snapshot.
 
         Each call uses its own connection (closed when the iterator is exhausted or closed)
         so a long replay neither holds the shared reader nor loads everything in memory.
         """
         self._read()  # closed journal: fail now, not at the first next()
-        return _stream(self._connect(query_only=True), since_timestamp)
+        return _stream(self._connect(query_only=True), since_timestamp, until_timestamp)
 
     def latest_outcomes(
         self, since_timestamp: int | None = None
@@ -940,9 +942,9 @@ class Journal:
         return {(o.terminal_id, o.transaction_id): o for o in outcomes}
 
 
-def _stream(conn: sqlite3.Connection, since_timestamp: int) -> Iterator[ScreenedRecord]:
+def _stream(conn: sqlite3.Connection, since: int, until: int) -> Iterator[ScreenedRecord]:
     try:
-        cursor = conn.execute(_ITER_TX, (since_timestamp,))
+        cursor = conn.execute(_ITER_TX, (since, until))
         while rows := cursor.fetchmany(1024):
             for row in rows:
                 yield _decode_record(row)

@@ -230,6 +230,9 @@ def test_reopened_journal_replays_in_arrival_order_with_all_fields(tmp_path: Pat
         assert next(replay) == submitted[0]
         assert list(replay) == [submitted[1], submitted[2], submitted[4]]
         assert list(reopened.iter_transactions(T0 + 100)) == []
+        # a period's range: since inclusive, until exclusive, still in arrival order
+        assert list(reopened.iter_transactions(T0 - DAY, T0 + 3)) == [submitted[3], submitted[4]]
+        assert reopened.earliest_timestamp() == T0 - DAY
         partial = reopened.iter_transactions(0)
         next(partial)
         assert isinstance(partial, Generator)

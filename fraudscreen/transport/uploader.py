@@ -178,8 +178,7 @@ class SyncAgent:
                     (o := outcomes.get((record.terminal_id, record.transaction_id))) and o.is_fraud
                 ),
             )
-            for record in self.journal.iter_transactions(period.start)
-            if record.timestamp < period.end
+            for record in self.journal.iter_transactions(period.start, period.end)
         )
         return exact_table(rows, schema, self.privacy.max_contributions)
 
