@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from fraudscreen.atomic_file import write_atomically
 
 log = structlog.get_logger(__name__)
 
@@ -170,14 +170,4 @@ def add_token(path: Path, name: str, *, rotate: bool = False) -> str:
 def _write_private(path: Path, text: str) -> None:
     """Replace `path` atomically with a 0600 file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"), mode=0o600)

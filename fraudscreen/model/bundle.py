@@ -20,14 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fraudscreen.atomic_file import write_atomically
 from fraudscreen.features.definitions import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from fraudscreen.privacy.binning import BinSchema
 
@@ -274,11 +273,11 @@ def write_bundle(
 ) -> Manifest:
     """Write a bundle directory (replacing its files); the manifest hashes what was written."""
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / MODEL_FILE, model_text.encode())
-    _atomic_write(path / GOLDEN_FILE, (json.dumps(golden.to_json()) + "\n").encode())
+    _write_public(path / MODEL_FILE, model_text.encode())
+    _write_public(path / GOLDEN_FILE, (json.dumps(golden.to_json()) + "\n").encode())
     names = [MODEL_FILE, GOLDEN_FILE]
     if branches is not None:
-        _atomic_write(path / BRANCHES_FILE, branches)
+        _write_public(path / BRANCHES_FILE, branches)
         names.append(BRANCHES_FILE)
     else:
         (path / BRANCHES_FILE).unlink(missing_ok=True)
@@ -296,7 +295,7 @@ def write_bundle(
         model_input=model_input,
         created_at=created_at,
     )
-    _atomic_write(path / MANIFEST_FILE, manifest.encode())
+    _write_public(path / MANIFEST_FILE, manifest.encode())
     return manifest
 
 
@@ -305,7 +304,7 @@ def rewrite_manifest(bundle_path: Path, manifest: Manifest) -> None:
     signature = bundle_path / SIGNATURE_FILE
     if signature.exists():
         signature.unlink()
-    _atomic_write(bundle_path / MANIFEST_FILE, manifest.encode())
+    _write_public(bundle_path / MANIFEST_FILE, manifest.encode())
 
 
 def _verify_hashes(path: Path, manifest: Manifest) -> None:
@@ -340,15 +339,5 @@ def _diff(found: Sequence[str], expected: Sequence[str]) -> str:
     return " and ".join(parts)
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # bundles are public artefacts; mkstemp makes 0600
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_public(target: Path, data: bytes) -> None:
+    write_atomically(target, data, mode=0o644)  # bundles are public artefacts

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fraudscreen.atomic_file import write_atomically
 from fraudscreen.model.bundle import (
     BRANCHES_FILE,
     GOLDEN_FILE,
@@ -75,12 +76,7 @@ class ReleaseStore:
             {"current": state.current, "previous": state.previous, "rejected": state.rejected},
             indent=2,
         )
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".state-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(data + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.root / STATE_FILE)
+        write_atomically(self.root / STATE_FILE, (data + "\n").encode(), mode=0o600)
 
     # -- releases -----------------------------------------------------------------------
 

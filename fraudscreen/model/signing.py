@@ -28,7 +28,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from fraudscreen.atomic_file import write_atomically
 from fraudscreen.model.bundle import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -232,7 +232,8 @@ def sign_bundle(bundle_dir: Path, private_key: Ed25519PrivateKey) -> str:
         "key_id": public.key_id,
         "signature": base64.b64encode(signature).decode("ascii"),
     }
-    _atomic_write(bundle_dir / SIGNATURE_FILE, (json.dumps(document, indent=2) + "\n").encode())
+    signature = (json.dumps(document, indent=2) + "\n").encode()
+    write_atomically(bundle_dir / SIGNATURE_FILE, signature, mode=0o644)  # public, like the bundle
     return public.key_id
 
 
@@ -361,17 +362,3 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # a signature is public, like the rest of the bundle
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
