@@ -8,6 +8,7 @@ scores (and LightGBM's own on the same rows) to 1e-6 or the library is not used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,12 @@ class CompiledModel:
     max_abs_diff: float
 
 
+@functools.lru_cache(maxsize=8)
 def compiler_identity(compiler: str) -> str:
-    """First line of `<compiler> --version`; raises CompilerNotFoundError if it won't run."""
+    """First line of `<compiler> --version`; raises CompilerNotFoundError if it won't run.
+
+    Cached per process: every load asks it for three cache keys (model, explainer, call
+    wrapper); a failure is not cached, so installing gcc later is noticed."""
     if shutil.which(compiler) is None:
         raise CompilerNotFoundError(
             f"C compiler {compiler!r} not found on PATH; install gcc (apt install gcc) or set "
@@ -115,7 +120,7 @@ def compile_bundle(bundle: Bundle, options: CompileOptions | None = None) -> Com
         log.info("compile.cache_hit", model_version=bundle.model_version, library=str(library))
     else:
         _build(bundle, options, target_dir)
-    max_diff = check_parity(bundle, library)
+    max_diff = check_parity(bundle, library, options)
     seconds = time.perf_counter() - started
     log.info(
         "compile.parity_ok",
@@ -172,10 +177,10 @@ def _build(bundle: Bundle, options: CompileOptions, target_dir: Path) -> None:
     log.info("compile.built", seconds=round(time.perf_counter() - started, 2))
 
 
-def check_parity(bundle: Bundle, library: Path) -> float:
+def check_parity(bundle: Bundle, library: Path, options: CompileOptions | None = None) -> float:
     """Max |compiled - expected| over golden rows, vs stored and local LightGBM scores."""
     width = len(bundle.manifest.features)
-    native = NativePredictor(library, width, fast_call=load_native_call())
+    native = NativePredictor(library, width, fast_call=load_native_call(options))
     reference = LightGBMPredictor(bundle.model_text, width)
     rows = np.asarray(bundle.golden.rows, dtype=np.float64)
     compiled = np.array([native.predict_row(row) for row in bundle.golden.rows])
@@ -214,97 +219,93 @@ def load_predictor(bundle: Bundle, options: CompileOptions | None = None) -> Pre
     )
 
 
-def compile_explainer(options: CompileOptions | None = None) -> Path:
-    """Build (or fetch from cache) the small C library behind `NativeExplainer`."""
-    from fraudscreen.model.explain import EXPLAIN_SOURCE
-
-    options = options or CompileOptions()
+def _build_helper(
+    options: CompileOptions, source: Path, name: str, flags: Sequence[str], key_extra: str
+) -> Path:
+    """Build (or fetch from the cache) one of our small C files as a shared library."""
     compiler_id = compiler_identity(options.compiler)
-    source = EXPLAIN_SOURCE.read_bytes()
     key = hashlib.sha256(
-        source + compiler_id.encode() + f"{sys.platform}-{platform.machine()}".encode()
+        source.read_bytes() + compiler_id.encode() + key_extra.encode()
     ).hexdigest()[:32]
-    target = options.resolved_cache_dir() / f"explain-{key}" / "explain.so"
+    target = options.resolved_cache_dir() / f"{source.stem}-{key}" / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    scratch = target.with_name(f".explain-{os.getpid()}.so")
+    scratch = target.with_name(f".build-{os.getpid()}-{name}")
     command = [
         options.compiler,
         "-O2",
         "-shared",
         "-fPIC",
-        "-std=c99",
+        *flags,
         "-o",
         str(scratch),
-        str(EXPLAIN_SOURCE),
+        str(source),
         "-lm",
     ]
     try:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        raise CompileError(f"building the reason-code explainer failed: {detail}") from exc
+        raise CompileError(f"building {source.name} failed: {detail}") from exc
     os.replace(scratch, target)
     return target
+
+
+def compile_explainer(options: CompileOptions | None = None) -> Path:
+    """Build (or fetch from cache) the small C library behind `NativeExplainer`."""
+    from fraudscreen.model.explain import EXPLAIN_SOURCE
+
+    return _build_helper(
+        options or CompileOptions(),
+        EXPLAIN_SOURCE,
+        "explain.so",
+        ["-std=c99"],
+        f"{sys.platform}-{platform.machine()}",
+    )
 
 
 def load_native_call(options: CompileOptions | None = None) -> Callable[[int, int], Any] | None:
     """The `Scorer` type of the small CPython extension in native_call.c, or None.
 
-    It is built once per compiler/Python/platform into the cache; any failure means the
-    ctypes path is used instead (slower by ~1.5 µs a row, still correct).
+    It is built once per compiler/Python/platform into the cache and imported once per
+    process; any failure means the ctypes path is used instead (slower by ~1.5 µs a row,
+    still correct).
     """
     import importlib.machinery
-    import importlib.util
     import sysconfig
 
     options = options or CompileOptions()
-    source = Path(__file__).with_name("native_call.c")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     try:
-        compiler_id = compiler_identity(options.compiler)
-        suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-        key = hashlib.sha256(
-            source.read_bytes() + compiler_id.encode() + suffix.encode()
-        ).hexdigest()[:32]
-        target = (
-            options.resolved_cache_dir() / f"native-call-{key}" / (f"_fraudscreen_native{suffix}")
+        library = _build_helper(
+            options,
+            Path(__file__).with_name("native_call.c"),
+            f"_fraudscreen_native{suffix}",
+            [f"-I{sysconfig.get_paths()['include']}"],
+            suffix,
         )
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            scratch = target.with_name(f".build-{os.getpid()}{suffix}")
-            include = sysconfig.get_paths()["include"]
-            subprocess.run(
-                [
-                    options.compiler,
-                    "-O2",
-                    "-shared",
-                    "-fPIC",
-                    f"-I{include}",
-                    "-o",
-                    str(scratch),
-                    str(source),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            os.replace(scratch, target)
-        spec = importlib.util.spec_from_file_location("_fraudscreen_native", target)
-        if spec is None or spec.loader is None:
-            return None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        scorer: Callable[[int, int], Any] = module.Scorer
-        return scorer
-    except (OSError, subprocess.SubprocessError, ImportError, CompileError) as exc:
+        return _import_scorer(library)
+    except (OSError, ImportError, CompileError) as exc:
         log.warning(
             "native_call.unavailable",
             reason=str(exc),
             impact="scoring uses ctypes: ~1.5 µs slower per row",
         )
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def _import_scorer(library: Path) -> Callable[[int, int], Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fraudscreen_native", library)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{library} is not an importable extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scorer: Callable[[int, int], Any] = module.Scorer
+    return scorer
 
 
 def load_explainer(bundle: Bundle, options: CompileOptions | None = None) -> Explainer:
