@@ -68,6 +68,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
+from fraudscreen.transport.grpc_server import server_options
 from fraudscreen.v1 import screening_pb2 as pb
 
 if TYPE_CHECKING:  # heavy imports stay out of the client processes, which only need grpc
@@ -654,15 +655,8 @@ class ForeignLoad:
 
 
 def grpc_server_options(config: GatewayConfig) -> list[tuple[str, Any]]:
-    """The options ``Gateway._grpc_server`` gives the sync server, for every variant here."""
-    limit = config.server.max_message_bytes
-    return [
-        ("grpc.max_receive_message_length", limit),
-        ("grpc.max_send_message_length", limit),
-        ("grpc.so_reuseport", 0),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ]
+    """The options the gateway gives its sync server, for every variant here."""
+    return server_options(config.server.max_message_bytes, keepalive=True)
 
 
 class _Aborted(Exception):

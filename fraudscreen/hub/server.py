@@ -8,14 +8,12 @@ refuse new calls, let in-flight ones finish within the grace period.
 from __future__ import annotations
 
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from fraudscreen.config import TLSConfig, parse_host_port
 from fraudscreen.hub.auth import Authenticator
@@ -32,8 +30,8 @@ from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
 from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
-from fraudscreen.transport.server import server_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -94,17 +92,8 @@ class HubServer:
 
     def start(self) -> int:
         """Listen and serve; returns the bound port."""
-        host, port = parse_host_port(self.settings.listen)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         server = self._grpc_server()
-        credentials = server_credentials(self.settings.tls)
-        bound = (
-            server.add_secure_port(address, credentials)
-            if credentials is not None
-            else server.add_insecure_port(address)
-        )
-        if bound == 0:
-            raise OSError(f"cannot listen on {address}; is the port in use?")
+        address, bound = bind(server, self.settings.listen, self.settings.tls)
         server.start()
         self._server, self._port = server, bound
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -133,23 +122,14 @@ class HubServer:
         log.info("hub.stopped")
 
     def _grpc_server(self) -> grpc.Server:
-        limit = self.settings.max_message_bytes
-        server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self.settings.max_workers, thread_name_prefix="hub-rpc"
-            ),
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
-            ],
+        return build_server(
+            handlers=self.servicer.handlers(),
+            health_servicer=self.health,
+            service_name=SYNC_SERVICE,
+            max_workers=self.settings.max_workers,
+            thread_prefix="hub-rpc",
+            options=server_options(self.settings.max_message_bytes, keepalive=False),
         )
-        server.add_generic_rpc_handlers((self.servicer.handlers(),))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SYNC_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        return server
 
     def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SYNC_SERVICE):

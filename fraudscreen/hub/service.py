@@ -47,10 +47,10 @@ from fraudscreen.hub.storage import ConflictError, HubStore
 from fraudscreen.hub.validation import batch_from_request, release_from_request
 from fraudscreen.model.signing import PublicKey
 from fraudscreen.transport.servicer import (
-    Undecodable,
     UndecodableRequestError,
     classify,
     code_name,
+    decoded,
     error_status,
     lenient_parser,
 )
@@ -88,14 +88,6 @@ def hub_status(exc: Exception) -> status_pb2.Status:
         return classify(exc)
     log.error("sync.internal_error", error_type=type(exc).__name__, exc_info=exc)
     return error_status(grpc.StatusCode.INTERNAL, "internal error; the hub logged it")
-
-
-def _decoded(request: object, message_type: type[M]) -> M:
-    if isinstance(request, Undecodable):
-        raise UndecodableRequestError(
-            f"request is not a valid {request.type_name} message ({request.error})"
-        )
-    return cast(M, request)
 
 
 def _certificate_names(context: grpc.ServicerContext) -> list[bytes]:
@@ -146,7 +138,7 @@ class SyncServicer:
     def PushBatch(self, message: object, context: grpc.ServicerContext) -> pb.PushBatchResponse:
         def push(caller: Caller) -> pb.PushBatchResponse:
             require_site(caller)
-            request = _decoded(message, pb.PushBatchRequest)
+            request = decoded(message, pb.PushBatchRequest)
             if request.HasField("batch"):  # else validation names the missing field
                 require_own_site(caller, request.batch.site_id)
             batch = batch_from_request(request, self._schemas, today=self._now().date())
@@ -170,7 +162,7 @@ class SyncServicer:
     ) -> pb.FetchReleaseResponse:
         def fetch(caller: Caller) -> pb.FetchReleaseResponse:
             site = require_site(caller)
-            request = _decoded(message, pb.FetchReleaseRequest)
+            request = decoded(message, pb.FetchReleaseRequest)
             found = self._store.release_for(site)
             if found is None or found.model_version == request.current_version:
                 return pb.FetchReleaseResponse(available=False)
@@ -191,7 +183,7 @@ class SyncServicer:
     ) -> pb.PublishReleaseResponse:
         def publish(caller: Caller) -> pb.PublishReleaseResponse:
             publisher = require_publisher(caller)
-            request = _decoded(message, pb.PublishReleaseRequest)
+            request = decoded(message, pb.PublishReleaseRequest)
             known = self._auth.sites.names() | {s.site_id for s in self._store.sites_summary()}
             version, files, sites = release_from_request(request, known)
             verified = verify_release(version, files, self._trusted)

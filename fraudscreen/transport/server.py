@@ -12,15 +12,13 @@ import gc
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
-from fraudscreen.config import GatewayConfig, TLSConfig, describe, parse_host_port
+from fraudscreen.config import GatewayConfig, describe, parse_host_port
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, JournalSettings
 from fraudscreen.localtime import SiteClock
@@ -31,6 +29,7 @@ from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
@@ -43,17 +42,6 @@ log = structlog.get_logger(__name__)
 MAINTENANCE_SECONDS = 30.0
 MODEL_UPDATE_HEALTH = "fraudscreen.model_update"  # NOT_SERVING after a failed update
 JOURNAL_PURGE_SECONDS = 3600.0
-
-
-def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:
-    if tls.cert_file is None or tls.key_file is None:
-        return None
-    client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
-    )
 
 
 def build_policy(config: GatewayConfig) -> Policy:
@@ -168,16 +156,7 @@ class Gateway:
         self.engine.restore()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         server = self._grpc_server()
-        host, port = parse_host_port(self.config.server.listen)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        credentials = server_credentials(self.config.server.tls)
-        bound = (
-            server.add_secure_port(address, credentials)
-            if credentials is not None
-            else server.add_insecure_port(address)
-        )
-        if bound == 0:
-            raise OSError(f"cannot listen on {address}; is the port in use?")
+        address, bound = bind(server, self.config.server.listen, self.config.server.tls)
         server.start()
         metrics_port, stop_metrics = self._start_metrics()
         self._running = _Running(server, bound, metrics_port, stop_metrics)
@@ -278,31 +257,17 @@ class Gateway:
         self.journal.close()
         log.info("gateway.stopped")
 
-    def wait(self) -> None:
-        while not self._stopping.is_set():
-            self._stopping.wait(1.0)
-
     def _grpc_server(self) -> grpc.Server:
-        limit = self.config.server.max_message_bytes
-        server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self.config.server.max_workers, thread_name_prefix="rpc"
-            ),
-            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ],
+        settings = self.config.server
+        return build_server(
+            handlers=self.servicer.handlers(),
+            health_servicer=self.health,
+            service_name=SCREENING_SERVICE,
+            max_workers=settings.max_workers,
+            thread_prefix="rpc",
+            options=server_options(settings.max_message_bytes, keepalive=True),
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
-        server.add_generic_rpc_handlers((self.servicer.handlers(),))
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SCREENING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
-        return server
 
     def _start_metrics(self) -> tuple[int | None, Callable[[], None] | None]:
         self.metrics.watch_journal(

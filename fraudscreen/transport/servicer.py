@@ -71,7 +71,8 @@ def lenient_parser(message_type: type[Message]) -> Callable[[bytes], object]:
     return parse
 
 
-def _decoded(request: object, message_type: type[M]) -> M:
+def decoded(request: object, message_type: type[M]) -> M:
+    """The parsed message, or UndecodableRequestError (-> INVALID_ARGUMENT)."""
     if isinstance(request, Undecodable):
         raise UndecodableRequestError(
             f"request is not a valid {request.type_name} message ({request.error})"
@@ -214,7 +215,7 @@ class ScreeningServicer:
         started = time.perf_counter()
         request = _EMPTY_SCREEN
         try:
-            request = _decoded(message, pb.ScreenRequest)
+            request = decoded(message, pb.ScreenRequest)
             result = self._screen(request)
         except Exception as exc:
             status = classify(exc)
@@ -233,7 +234,7 @@ class ScreeningServicer:
     def ScreenBatch(self, message: object, context: grpc.ServicerContext) -> pb.ScreenBatchResponse:
         started = time.perf_counter()
         try:
-            batch = _decoded(message, pb.ScreenBatchRequest)
+            batch = decoded(message, pb.ScreenBatchRequest)
             if len(batch.requests) > MAX_BATCH:
                 raise RequestInvalidError(
                     [
@@ -258,7 +259,7 @@ class ScreeningServicer:
         started = time.perf_counter()
         request = _EMPTY_SCREEN
         try:
-            request = _decoded(message, pb.ScreenRequest)
+            request = decoded(message, pb.ScreenRequest)
             result = self._screen(request)
         except Exception as exc:
             status = classify(exc)
@@ -281,7 +282,7 @@ class ScreeningServicer:
         try:
             if not self.ready:
                 raise ServiceNotReadyError("the gateway is starting; retry shortly")
-            request = _decoded(message, pb.ReportOutcomeRequest)
+            request = decoded(message, pb.ReportOutcomeRequest)
             terminal_id, transaction_id, outcome, reported_at = self._validator.outcome(request)
             known = self._engine.report_outcome(terminal_id, transaction_id, outcome, reported_at)
         except TimeoutError:
