@@ -381,3 +381,29 @@ def test_largest_batch_answer_fits_the_message_limit(
     assert len(reply.results) == 500
     assert all(r.response.reasons for r in reply.results)
     assert reply.ByteSize() < config.server.max_message_bytes
+
+
+def test_batch_limit_follows_the_message_limit(tmp_path: Path, small_bundle_path: Path) -> None:
+    """With 64 KiB messages a worst-case answer fits 102 results: more is refused whole,
+    before anything in it is screened."""
+    config = gateway_config(
+        tmp_path, small_bundle_path, {"FRAUDSCREEN_SERVER_MAX_MESSAGE_BYTES": "65536"}
+    )
+    with running_gateway(config) as gw:
+        channel, stub = stub_for(gw)
+        with channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ScreenBatch(
+                    pb.ScreenBatchRequest(requests=[screen_request(f"m-{i}") for i in range(103)]),
+                    timeout=10,
+                )
+            reply = stub.ScreenBatch(
+                pb.ScreenBatchRequest(requests=[screen_request(f"n-{i}") for i in range(102)]),
+                timeout=10,
+            )
+        gw.journal.flush()
+        journaled = sum(1 for _ in gw.journal.iter_transactions(0))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 102" in bad_fields(caught.value)["requests"]
+    assert len(reply.results) == 102
+    assert journaled == 102  # the refused batch screened nothing

@@ -180,7 +180,7 @@ class ScreeningServicer:
         self._validator = validator
         self._metrics = metrics
         self._log_approvals = log_approvals
-        self._max_message_bytes = max_message_bytes
+        self._max_batch = min(MAX_BATCH, max_message_bytes // WORST_RESULT_BYTES)
         self._children = _MetricChildren(metrics)
         self.ready = False
 
@@ -235,12 +235,12 @@ class ScreeningServicer:
         started = time.perf_counter()
         try:
             batch = decoded(message, pb.ScreenBatchRequest)
-            if len(batch.requests) > MAX_BATCH:
+            if len(batch.requests) > self._max_batch:
                 raise RequestInvalidError(
                     [
                         FieldViolation(
                             "requests",
-                            f"at most {MAX_BATCH} per batch, got "
+                            f"at most {self._max_batch} per batch here, got "
                             f"{len(batch.requests)}; split the batch",
                         )
                     ]
@@ -293,10 +293,10 @@ class ScreeningServicer:
             raise
         except Exception as exc:
             status = classify(exc)
-            self._metrics.requests.labels("ReportOutcome", code_name(status), "").inc()
+            self._children.requests("ReportOutcome", code_name(status), "").inc()
             context.abort_with_status(rpc_status.to_status(status))
             raise
-        self._metrics.requests.labels("ReportOutcome", "OK", "").inc()
+        self._children.requests("ReportOutcome", "OK", "").inc()
         self._metrics.outcomes.labels(outcome.name, str(known).lower()).inc()
         log.info(
             "outcome",
