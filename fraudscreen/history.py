@@ -41,14 +41,6 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     TX_AMOUNT,
     TX_FRAUD,
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = (
-    TX_FRAUD_SCENARIO,
-    CARD_PAN,
-    MCC,
-    ENTRY_MODE,
-    CURRENCY,
-    AMOUNT_MINOR,
-)
 
 MINOR_PER_MAJOR = "MINOR_PER_MAJOR"
 """Added by `load_history`: 100 for EUR, so amounts stay exact integers."""

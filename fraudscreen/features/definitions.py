@@ -132,10 +132,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
 
 FEATURE_NAMES: tuple[str, ...] = tuple(spec.name for spec in FEATURES)
 
-HANDBOOK_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES[:15]
-"""The Fraud Detection Handbook's 15 features. The POS extensions after them stay because
-they measurably help on simulated data (README, "Model quality"); MCC and time since the
-previous transaction were tried and did not, so they are validated and journaled only."""
+# The first 15 are the Fraud Detection Handbook's features. The POS extensions after them
+# stay because they measurably help on simulated data (README, "Features"); MCC and time
+# since the previous transaction were tried and did not, so they are validated and
+# journaled only.
 
 CARD_HORIZON_SECONDS = (
     max((s.window_days for s in FEATURES if s.kind.name.startswith("CARD_")), default=0)

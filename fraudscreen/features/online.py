@@ -163,14 +163,6 @@ class OnlineFeatureStore:
         self._lock = threading.Lock()
         self._latest = 0
 
-    @property
-    def card_count(self) -> int:
-        return len(self._cards)
-
-    @property
-    def terminal_count(self) -> int:
-        return len(self._terminals)
-
     def add(self, tx: Transaction) -> list[float]:
         """Count the transaction into its windows and return its features (NaN = missing)."""
         scale = minor_per_major(tx.currency)
