@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fraudscreen.config import DEFAULT_BUNDLE
 from fraudscreen.logs import configure_logging
+from fraudscreen.transport.grpc_runtime import prefer_low_latency_io
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -614,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    prefer_low_latency_io()  # before any verb imports grpc
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(json=args.log_format == "json", level=args.log_level)

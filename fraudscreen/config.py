@@ -282,10 +282,16 @@ class ServerConfig:
     max_concurrent_rpcs: int = 256  # beyond it the server answers RESOURCE_EXHAUSTED
     max_message_bytes: int = 512 * 1024  # fits the answer to a full ScreenBatch (500)
     grace_seconds: float = 10.0  # drain time on SIGTERM
+    pin_cpu: str = "auto"  # the process on one CPU: "auto", "off" or a CPU number
     tls: TLSConfig = field(default_factory=TLSConfig)
 
     def __post_init__(self) -> None:
         _check_listen("listen", self.listen)
+        _check(
+            self.pin_cpu in ("auto", "off") or (self.pin_cpu.isdigit() and len(self.pin_cpu) < 5),
+            f"must be 'auto', 'off' or a CPU number like '0', got {self.pin_cpu!r}",
+            "pin_cpu",
+        )
         _check_range("max_workers", self.max_workers, 1, 1024)
         _check_range("max_concurrent_rpcs", self.max_concurrent_rpcs, 1, 100_000)
         _check_range("max_message_bytes", self.max_message_bytes, 1024, 64 * 1024 * 1024)
@@ -883,6 +889,10 @@ max_concurrent_rpcs = 256
 max_message_bytes = 524288
 # On SIGTERM, seconds to let in-flight requests finish (0..600).
 grace_seconds = 10.0
+# Run the whole gateway process on one CPU: "auto" (the first allowed CPU, when there
+# are two or more), "off", or a CPU number such as "1". Cross-core thread wake-ups cost
+# more latency and throughput than the second core gave on a 2-core gateway (README).
+pin_cpu = "auto"
 
 [server.tls]
 # Certificate chain and private key (PEM) to serve TLS; both or neither (plaintext).

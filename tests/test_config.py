@@ -125,6 +125,7 @@ max_workers = 4
 max_concurrent_rpcs = 1000
 max_message_bytes = 1024
 grace_seconds = 2
+pin_cpu = "off"
 
 [metrics]
 listen = ""
@@ -192,6 +193,7 @@ FULL_EXPECTED: dict[str, object] = {
     "server.max_concurrent_rpcs": 1000,
     "server.max_message_bytes": 1024,
     "server.grace_seconds": 2.0,
+    "server.pin_cpu": "off",
     "metrics.listen": "",
     "model.bundle": Path("/srv/models/current"),
     "model.compiler": "clang",
@@ -404,6 +406,8 @@ INVALID = [
     ("server.max_message_bytes", "1023", "must be >= 1024 and <= 67108864"),
     ("server.max_message_bytes", "67108865", "must be >= 1024 and <= 67108864"),
     ("server.grace_seconds", "-1", "must be >= 0 and <= 600"),
+    ("server.pin_cpu", '"first"', "must be 'auto', 'off' or a CPU number"),
+    ("server.pin_cpu", '"-1"', "must be 'auto', 'off' or a CPU number"),
     ("server.grace_seconds", "600.5", "must be >= 0 and <= 600"),
     ("server.grace_seconds", "nan", "must be >= 0 and <= 600, got nan"),
     ("metrics.listen", '"localhost"', "'localhost' is not host:port"),
@@ -617,7 +621,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 55
+    assert len(set(names)) == len(names) == 56
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

@@ -145,6 +145,27 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path, small_bundle_path: Path)
     assert '"gateway.stopped"' in logs
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_serve_runs_every_thread_on_one_cpu_by_default(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    process, port, _, lines = _start_process(tmp_path, small_bundle_path)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            pb_grpc.ScreeningStub(channel).Screen(screen_request("pin-1"), timeout=10)
+        tasks = list(Path(f"/proc/{process.pid}/task").iterdir())
+        cpus = {frozenset(os.sched_getaffinity(int(task.name))) for task in tasks}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    pinned = [json.loads(line) for line in lines if '"cpu.pinned"' in line]
+    assert len(pinned) == 1
+    assert len(tasks) > 5  # gRPC, journal writer, maintenance, metrics threads among them
+    assert cpus == {frozenset({pinned[0]["cpu"]})}
+
+
 def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Path) -> None:
     process, port, metrics_port, lines = _start_process(
         tmp_path, small_bundle_path, {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0"}
