@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fraudscreen.history import (
     AMOUNT_MINOR,
@@ -322,3 +324,18 @@ def test_default_size_matches_the_handbook() -> None:
     full = simulate(SimulationConfig(), progress=False)
     assert 1_600_000 <= len(full) <= 1_900_000
     assert 0.006 <= full[TX_FRAUD].mean() <= 0.011
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=25))
+def test_luhn_matches_the_textbook_loop(digits: str) -> None:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    assert luhn_valid(digits) is (total % 10 == 0)
+
+
+def test_luhn_reads_other_scripts_decimal_digits() -> None:
+    arabic_indic = "".join(chr(0x0660 + int(c)) for c in "4111111111111111")
+    assert luhn_valid(arabic_indic)
+    assert not luhn_valid(arabic_indic[:-1] + chr(0x0662))

@@ -1,0 +1,23 @@
+"""Card tokens are HMAC-SHA256 of the PAN under the site key, as hex."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from fraudscreen.tokenizer import CardTokenizer
+
+
+def test_token_is_hmac_sha256_hex_of_the_pan() -> None:
+    key = bytes(range(32))
+    token = CardTokenizer(key).tokenize("4111111111111111")
+    assert token == hmac.new(key, b"4111111111111111", hashlib.sha256).hexdigest()
+    assert CardTokenizer(bytes(32)).tokenize("4111111111111111") != token  # keyed
+
+
+def test_short_key_and_repr_never_show_the_key() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        CardTokenizer(b"short")
+    assert "hidden" in repr(CardTokenizer(b"k" * 32))
