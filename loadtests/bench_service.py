@@ -46,6 +46,7 @@ import math
 import multiprocessing
 import os
 import platform
+import random
 import re
 import signal
 import subprocess
@@ -89,6 +90,13 @@ TARGET_UNARY_P99_US = 1_000.0
 TARGET_UNARY_TPS = 4_000.0
 TARGET_STREAM_TPS = 30_000.0
 LIGHT_LOAD = (1, 8)  # "light load" concurrencies the unary latency target applies to
+# Light load with 8 callers: 8 terminals, each waiting an exponential think time (mean
+# PACE_SECONDS) after an answer before its next request: ~400 tx/s offered, about a tenth
+# of what 8 closed-loop callers push through, so at most 8 calls are ever in flight but
+# they rarely queue behind each other. Closed loop, 8 callers are the saturation point
+# on 2 cores (Little's law: p50 250 µs at c=8 would need 32,000 TPS).
+PACED_TERMINALS = 8
+PACE_SECONDS = 0.02
 TIE = 0.10  # sync vs aio closer than this (geometric mean): run-to-run noise on a 2-core VM
 
 TRAFFIC_DAYS = 183  # the whole demo simulation (~350k transactions): enough for every phase
@@ -848,11 +856,15 @@ def serve_variant(stack: str, echo: bool) -> int:
     object (journal, state, model, validator, servicer, metrics) minus its sync server."""
     from fraudscreen.config import load_config, parse_host_port
     from fraudscreen.logs import configure_logging
+    from fraudscreen.transport.cpu_placement import choose_cpu, pin_process
     from fraudscreen.transport.metrics import serve_metrics
     from fraudscreen.transport.server import Gateway
 
     config = load_config(None)
     configure_logging(json=config.logging.format == "json", level=config.logging.level)
+    cpu = choose_cpu(config.server.pin_cpu)  # placed as `fraudscreen serve` places itself
+    if cpu is not None:
+        pin_process(cpu)
     if echo and stack == "sync":
         _serve_sync_echo(config)
         return 0
@@ -893,6 +905,7 @@ class UnaryTask:
     payloads: list[bytes]
     start_at: float  # time.time() when every client starts sending
     seconds: float
+    pace: float = 0.0  # mean think time (s) before each request; 0: closed loop
 
 
 @dataclass(frozen=True)
@@ -981,11 +994,15 @@ def _unary_loop(
     payloads: Iterator[bytes],
     start_at: float,
     end: float,
+    pace: float = 0.0,
 ) -> _Tally:
     tally = _Tally(end)
     clock = time.perf_counter_ns
+    think = random.Random(threading.get_ident()).expovariate
     _sleep_until(start_at)
     while time.time() < end:
+        if pace > 0:
+            time.sleep(think(1 / pace))
         payload = next(payloads, None)  # shared by the process's threads; atomic under GIL
         if payload is None:
             tally.exhausted = True
@@ -1105,7 +1122,11 @@ def run_task(task: Task) -> WorkerResult:
         def run(channel: grpc.Channel) -> None:
             if isinstance(task, UnaryTask):
                 tally = _unary_loop(
-                    channel.unary_unary(SCREEN, None, None), payloads, task.start_at, end
+                    channel.unary_unary(SCREEN, None, None),
+                    payloads,
+                    task.start_at,
+                    end,
+                    task.pace,
                 )
             elif isinstance(task, StreamTask):
                 tally = _stream_loop(
@@ -1275,6 +1296,8 @@ class ServerBench:
     def measure(self, shape: Shape) -> Phase:
         if shape.kind == "unary":
             return self._undisturbed(lambda: self._unary(shape.size, shape.seconds))
+        if shape.kind == "paced":
+            return self._undisturbed(lambda: self._paced(shape.size, shape.seconds))
         if shape.kind == "batch":
             return self._undisturbed(lambda: self._batch(shape.size, shape.window, shape.seconds))
         return self._undisturbed(lambda: self._stream(shape.size, shape.window, shape.seconds))
@@ -1298,6 +1321,19 @@ class ServerBench:
         ]
         shape = " + ".join(f"{n}" for n in split) + (" thread" if concurrency == 1 else " threads")
         return self._measure("unary", concurrency, shape, tasks, start_at, seconds)
+
+    def _paced(self, terminals: int, seconds: float) -> Phase:
+        """Light load: closed-loop callers that think PACE_SECONDS (mean) between calls."""
+        split = _split(terminals, self.pool.size)
+        chunk = self.traffic.peek(int(seconds * terminals / PACE_SECONDS * 2) + 16 * terminals)
+        start_at = time.time() + START_DELAY
+        target = self.server.target
+        tasks = [
+            UnaryTask(target, n, chunk[i :: len(split)], start_at, seconds, PACE_SECONDS)
+            for i, n in enumerate(split)
+        ]
+        shape = f"{terminals} terminals, {PACE_SECONDS * 1000:g} ms mean think time"
+        return self._measure("paced", terminals, shape, tasks, start_at, seconds)
 
     def _stream(self, streams: int, window: int, seconds: float) -> Phase:
         split = _split(streams, self.pool.size)
@@ -1414,6 +1450,8 @@ class Shape:
     def label(self) -> str:
         if self.kind == "unary":
             return f"unary, concurrency {self.size} for {self.seconds:g} s"
+        if self.kind == "paced":
+            return f"unary, {self.size} paced terminals for {self.seconds:g} s"
         if self.kind == "batch":
             return f"ScreenBatch, {self.size} × {self.window} tx in flight for {self.seconds:g} s"
         return f"streaming, {self.size} × {self.window} in flight for {self.seconds:g} s"
@@ -1421,6 +1459,7 @@ class Shape:
 
 def shapes(plan: Plan) -> list[Shape]:
     unary = [Shape("unary", c, 0, plan.latency_seconds) for c in plan.concurrencies]
+    unary.append(Shape("paced", PACED_TERMINALS, 0, plan.latency_seconds))
     sustained = Shape("unary", plan.sustained_concurrency, 0, plan.sustained_seconds, True)
     streams = [Shape("stream", n, w, plan.stream_seconds) for n, w in plan.stream_shapes]
     batches = [Shape("batch", n, b, plan.batch_seconds) for n, b in plan.batch_shapes]
@@ -1561,9 +1600,13 @@ def report_environment(
             f"- traffic: {traffic:,} simulated terminal transactions (replay demo simulation), "
             "sent in time order with ids unique to the run; request logging `non_approve`",
             f"- load: up to {CLIENT_PROCESSES} Python client processes on the same cores, closed "
-            "loop; server in its own process; CPU = cores each side used over the measured "
-            "window (psutil); handler µs = the servicer's own time per item from its "
-            "Prometheus histogram (validate, screen, metrics, log; no gRPC)",
+            "loop (and one paced light-load shape); every server in its own process, pinned to "
+            "one CPU as `fraudscreen serve` pins itself (`server.pin_cpu = auto`), clients "
+            "unpinned; servers and clients on gRPC's iomgr polling path (GRPC_EXPERIMENTS="
+            f"{os.environ.get('GRPC_EXPERIMENTS', '')!r}); "
+            "CPU = cores each side used over the measured window (psutil); "
+            "handler µs = the servicer's own time per item from its Prometheus histogram "
+            "(validate, screen, metrics, log; no gRPC)",
             f"- phases: unary {plan.latency_seconds:g} s per level, sustained "
             f"{plan.sustained_seconds:g} s, streaming {plan.stream_seconds:g} s and "
             f"ScreenBatch {plan.batch_seconds:g} s per shape; "
@@ -1671,6 +1714,9 @@ def report_unary(results: Results, plan: Plan) -> str:
             "Baseline: the same server scoring with LightGBM's `Booster.predict`. Latency is "
             "measured by the client, from send to parsed answer.",
             _table(PHASE_HEADER, _rows(results, pairs, "unary", plan.concurrencies)),
+            "Light load, 8 callers: 8 terminals, each thinking "
+            f"{PACE_SECONDS * 1000:g} ms (mean, exponential) between answer and next request:",
+            _table(PHASE_HEADER, _rows(results, pairs, "paced", [PACED_TERMINALS])),
             "Native vs LightGBM (how many times better native is):",
             _table(["concurrency", "p50", "p99", "TPS", "server CPU per tx"], ratios),
             "### 3. Sustained unary throughput",
@@ -1952,12 +1998,24 @@ def report_targets(in_process: InProcessResult, results: Results, plan: Plan) ->
                 lat = phase.latency
                 rows.append(
                     [
-                        f"unary loopback c={level}, {spec.name}: p50 / p99",
+                        f"unary loopback c={level} closed loop, {spec.name}: p50 / p99",
                         f"≤ {TARGET_UNARY_P50_US:g} / {TARGET_UNARY_P99_US:,.0f} µs",
                         f"{us(lat.p50)} / {us(lat.p99)} µs",
                         verdict(lat.p50 <= TARGET_UNARY_P50_US and lat.p99 <= TARGET_UNARY_P99_US),
                     ]
                 )
+        paced = _find(results, spec, "paced", PACED_TERMINALS)
+        if paced is not None:
+            lat = paced.latency
+            rows.append(
+                [
+                    f"unary loopback, {PACED_TERMINALS} paced terminals ({paced.tps:,.0f} tx/s), "
+                    f"{spec.name}: p50 / p99",
+                    f"≤ {TARGET_UNARY_P50_US:g} / {TARGET_UNARY_P99_US:,.0f} µs",
+                    f"{us(lat.p50)} / {us(lat.p99)} µs",
+                    verdict(lat.p50 <= TARGET_UNARY_P50_US and lat.p99 <= TARGET_UNARY_P99_US),
+                ]
+            )
     labels = {"unary": "unary", "stream": "streaming", "batch": "streaming, via ScreenBatch,"}
     for spec in (SYNC_NATIVE, AIO_NATIVE):
         for kind, target in (
