@@ -129,6 +129,9 @@ BATCH_SHAPES_WHY = (
 class ServerSpec:
     stack: str  # "sync" (grpc.server, as fraudscreen serve) or "aio" (grpc.aio, built here)
     predictor: str  # "native" (compiled TL2cgen), "lightgbm" (the baseline) or "echo"
+    # False: gRPC's default I/O path and no CPU pinning, i.e. the gateway before
+    # transport/grpc_runtime.py and transport/cpu_placement.py: the A/B for those settings
+    tuned: bool = True
 
     @property
     def echo(self) -> bool:
@@ -137,10 +140,18 @@ class ServerSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.stack}/{self.predictor}"
+        return f"{self.stack}/{self.predictor}" + ("" if self.tuned else " untuned")
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What this variant changes in the server's environment."""
+        if self.tuned:
+            return {}
+        return {"GRPC_EXPERIMENTS": "", "FRAUDSCREEN_SERVER_PIN_CPU": "off"}
 
 
 SYNC_NATIVE = ServerSpec("sync", "native")
+SYNC_UNTUNED = ServerSpec("sync", "native", tuned=False)
 SYNC_LIGHTGBM = ServerSpec("sync", "lightgbm")
 AIO_NATIVE = ServerSpec("aio", "native")
 SYNC_ECHO = ServerSpec("sync", "echo")
@@ -173,7 +184,7 @@ FULL = Plan(
     sustained_seconds=10.0,
     stream_seconds=5.0,
     batch_seconds=5.0,
-    servers=(SYNC_NATIVE, SYNC_LIGHTGBM, AIO_NATIVE, SYNC_ECHO, AIO_ECHO),
+    servers=(SYNC_NATIVE, SYNC_LIGHTGBM, AIO_NATIVE, SYNC_ECHO, AIO_ECHO, SYNC_UNTUNED),
     retry_seconds=45.0,
 )
 QUICK = Plan(  # the transport floor (echo servers) is left out
@@ -559,7 +570,7 @@ class ServerProcess:
             command = [sys.executable, "-m", "loadtests.bench_service", "--serve", self.spec.stack]
             command += ["--echo"] if self.spec.echo else []
         predictor = "native" if self.spec.echo else self.spec.predictor
-        env = {**os.environ, **gateway_env(self.directory, predictor)}
+        env = {**os.environ, **gateway_env(self.directory, predictor), **self.spec.environment}
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=ROOT
@@ -1500,6 +1511,8 @@ def bench_servers(
             for spec in order:
                 if shape.products_only and spec.echo:
                     continue
+                if not spec.tuned and shape.kind not in ("unary", "paced"):
+                    continue  # the settings A/B needs the unary shapes only
                 progress(f"{spec.name}: {shape.label()}")
                 results[spec].append(benches[spec].measure(shape))
     return results
@@ -1905,6 +1918,45 @@ def report_sync_vs_aio(results: Results, plan: Plan) -> str:
     )
 
 
+def report_settings(results: Results, plan: Plan) -> str:
+    """The shipped gateway against itself without the two latency settings."""
+    if SYNC_UNTUNED not in results:
+        return "### 7. Settings A/B\n\nSkipped with `--quick`."
+    rows = []
+    for kind, level in [("unary", c) for c in plan.concurrencies] + [("paced", PACED_TERMINALS)]:
+        shipped = _find(results, SYNC_NATIVE, kind, level)
+        untuned = _find(results, SYNC_UNTUNED, kind, level)
+        if shipped is None or untuned is None:
+            continue
+        rows.append(
+            [
+                shipped.shape,
+                f"{us(untuned.latency.p50)} / {us(untuned.latency.p99)}",
+                f"{us(shipped.latency.p50)} / {us(shipped.latency.p99)}",
+                ratio(untuned.latency.p50, shipped.latency.p50),
+                f"{untuned.tps:,.0f} / {shipped.tps:,.0f}",
+                ratio(shipped.tps, untuned.tps),
+            ]
+        )
+    header = [
+        "load",
+        "untuned p50 / p99 µs",
+        "shipped p50 / p99 µs",
+        "p50 better",
+        "TPS untuned / shipped",
+        "TPS better",
+    ]
+    return "\n\n".join(
+        [
+            "### 7. Settings A/B: gRPC's iomgr polling path and the process on one CPU",
+            "sync/native as shipped vs the same gateway with `GRPC_EXPERIMENTS=` (gRPC's "
+            "default I/O path) and `FRAUDSCREEN_SERVER_PIN_CPU=off` (threads on every core); "
+            "same clients, interleaved.",
+            _table(header, rows),
+        ]
+    )
+
+
 def report_floor(results: Results, plan: Plan) -> str:
     """How much of a call is gRPC itself: the same server with an empty handler."""
     if SYNC_ECHO not in results and AIO_ECHO not in results:
@@ -2072,6 +2124,7 @@ def run(quick: bool) -> int:
         report_stream(results, plan),
         report_sync_vs_aio(results, plan),
         report_floor(results, plan),
+        report_settings(results, plan),
         report_targets(in_process, results, plan),
         f"_Run time {time.monotonic() - began:.0f} s._",
     ]
