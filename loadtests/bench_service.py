@@ -867,15 +867,13 @@ def serve_variant(stack: str, echo: bool) -> int:
     object (journal, state, model, validator, servicer, metrics) minus its sync server."""
     from fraudscreen.config import load_config, parse_host_port
     from fraudscreen.logs import configure_logging
-    from fraudscreen.transport.cpu_placement import choose_cpu, pin_process
+    from fraudscreen.transport.cpu_placement import apply_pinning
     from fraudscreen.transport.metrics import serve_metrics
     from fraudscreen.transport.server import Gateway
 
     config = load_config(None)
     configure_logging(json=config.logging.format == "json", level=config.logging.level)
-    cpu = choose_cpu(config.server.pin_cpu)  # placed as `fraudscreen serve` places itself
-    if cpu is not None:
-        pin_process(cpu)
+    apply_pinning(config.server.pin_cpu)  # placed as `fraudscreen serve` places itself
     if echo and stack == "sync":
         _serve_sync_echo(config)
         return 0

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from fraudscreen.transport.cpu_placement import choose_cpu
+from fraudscreen.transport.cpu_placement import apply_pinning, choose_cpu
 
 TWO = frozenset({0, 1})
 
@@ -60,3 +60,16 @@ def test_pin_process_moves_running_threads_and_new_ones_inherit() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok ")
+
+
+def test_an_os_refusal_leaves_the_gateway_running_unpinned(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(pid: int, cpus: object) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert apply_pinning("auto") is None
+    assert "cpu.pinning_failed" in capsys.readouterr().out
+    assert apply_pinning("off") is None

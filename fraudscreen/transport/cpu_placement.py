@@ -50,6 +50,29 @@ def choose_cpu(setting: str, allowed: frozenset[int] | None = None) -> int | Non
     return cpu
 
 
+def apply_pinning(setting: str) -> int | None:
+    """Pin this process as `server.pin_cpu` says; returns the CPU, or None if unpinned.
+
+    Pinning is a latency optimization, so an OS refusal (a CPU taken offline, a container
+    runtime that forbids it) is logged and the gateway runs unpinned rather than not at all.
+    """
+    cpu = choose_cpu(setting)
+    if cpu is None:
+        return None
+    try:
+        threads = pin_process(cpu)
+    except OSError as exc:
+        log.warning(
+            "cpu.pinning_failed",
+            cpu=cpu,
+            error=str(exc),
+            action="running unpinned; set server.pin_cpu to an allowed CPU or 'off'",
+        )
+        return None
+    log.info("cpu.pinned", cpu=cpu, threads=threads)
+    return cpu
+
+
 def pin_process(cpu: int) -> int:
     """Move every thread of this process to `cpu`; threads started later inherit it.
 

@@ -29,7 +29,7 @@ from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
-from fraudscreen.transport.cpu_placement import choose_cpu, pin_process
+from fraudscreen.transport.cpu_placement import apply_pinning
 from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
@@ -324,7 +324,5 @@ def settle_garbage_collector() -> None:
 
 def serve(config: GatewayConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    cpu = choose_cpu(config.server.pin_cpu)
-    if cpu is not None:
-        log.info("cpu.pinned", cpu=cpu, threads=pin_process(cpu))
+    apply_pinning(config.server.pin_cpu)
     return run_until_signalled(Gateway(config), "gateway")
