@@ -4,11 +4,12 @@ A unary call passes through several threads (gRPC's poller, the Python poller lo
 worker, the journal writer), and the GIL lets only one of them run Python at a time
 anyway. On the 2-core gateway VM a wake-up of a thread sleeping on the *other* core costs
 ~35 µs, against ~5 µs on the same core (loopback ping-pong), so spreading those threads
-over both cores buys hand-off latency, not throughput. Pinned to one core, `fraudscreen
-serve` answered a lone caller in ~520 µs instead of ~720 µs (p50) and 8 concurrent callers
-at ~3,600 instead of ~1,900 TPS; moving only the journal writer to the other core was
-slower again (~3,100 TPS). The other core is left to the kernel's network stack and to
-whatever else runs on the gateway. Numbers: `python -m loadtests.bench_service` (README).
+over both cores buys hand-off latency, not throughput. Measured side by side (both on
+gRPC's iomgr path, see grpc_runtime.py): pinned, `fraudscreen serve` answered a lone
+caller in ~500 µs instead of ~650 µs (p50) and 8 concurrent callers at ~3,600 instead of
+~1,900 TPS; moving only the journal writer to the other core was slower again (~3,100
+TPS). The other core is left to the kernel's network stack and whatever else runs on the
+gateway. `python -m loadtests.bench_service` keeps measuring it (section 7, README).
 
 Linux only (`os.sched_setaffinity`); elsewhere "auto" does nothing, with a log line.
 """
