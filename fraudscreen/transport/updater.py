@@ -11,12 +11,10 @@ notices and swaps back.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import structlog
 
 from fraudscreen.config import GatewayConfig
@@ -26,9 +24,8 @@ from fraudscreen.model.releases import ReleaseError, ReleaseStore
 from fraudscreen.model.signing import PublicKey, load_trusted_keys
 from fraudscreen.policy import Policy
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
-from fraudscreen.transport.uploader import hub_channel, hub_token
+from fraudscreen.transport.uploader import HubWorker, hub_metadata
 from fraudscreen.v1 import sync_pb2 as sync_pb
-from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +33,7 @@ STATE_POLL_SECONDS = 2.0
 SHADOW_TIMEOUT_SECONDS = 6 * 3600.0
 
 
-class ModelUpdater:
+class ModelUpdater(HubWorker):
     def __init__(
         self,
         config: GatewayConfig,
@@ -47,6 +44,7 @@ class ModelUpdater:
         on_swap: Callable[[ActiveModel], None],
         on_result: Callable[[str, str | None], None],
     ) -> None:
+        super().__init__(config.sync, "model-updater")
         self.config = config
         self.slot = slot
         self.engine = engine
@@ -63,9 +61,6 @@ class ModelUpdater:
         self._on_swap = on_swap
         self._on_result = on_result
         self._failed: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._channel: grpc.Channel | None = None
         self._stamp = self.store.state_stamp()
 
     @property
@@ -129,15 +124,7 @@ class ModelUpdater:
         if not self.enabled:
             log.info("model.updates_disabled", reason="no trusted release keys configured")
             return
-        self._thread = threading.Thread(target=self._run, name="model-updater", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._channel is not None:
-            self._channel.close()
+        super().start()
 
     def _run(self) -> None:
         next_poll = time.monotonic()
@@ -178,14 +165,11 @@ class ModelUpdater:
         )
 
     def poll_hub(self) -> None:
-        if self._channel is None:
-            self._channel = hub_channel(self.config.sync)
-        token = hub_token(self.config.sync)
         live = self.slot.current
-        reply = sync_grpc.SyncStub(self._channel).FetchRelease(
+        reply = self.hub_stub().FetchRelease(
             sync_pb.FetchReleaseRequest(current_version=live.version if live else ""),
             timeout=60,
-            metadata=(("authorization", f"Bearer {token}"),) if token else (),
+            metadata=hub_metadata(self.config.sync),
         )
         if not reply.available:
             return

@@ -84,17 +84,53 @@ def hub_token(sync: SyncConfig) -> str | None:
     return os.environ.get(HUB_TOKEN_ENV) or None
 
 
+def hub_metadata(sync: SyncConfig) -> tuple[tuple[str, str], ...]:
+    """The site's bearer token, read on every call so a rotated token file is picked up."""
+    token = hub_token(sync)
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class HubWorker:
+    """A gateway thread that talks to the hub now and then (the sync agent, the model
+    updater): a stop flag, the thread, and a channel opened on first use."""
+
+    def __init__(self, hub: SyncConfig, thread_name: str) -> None:
+        self._hub = hub
+        self._thread_name = thread_name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._channel: grpc.Channel | None = None
+
+    def hub_stub(self) -> sync_grpc.SyncStub:
+        if self._channel is None:
+            self._channel = hub_channel(self._hub)
+        return sync_grpc.SyncStub(self._channel)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._channel is not None:
+            self._channel.close()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class SyncState:
     """What the uploader last did, for metrics and health."""
 
     last_push_ok: float | None = None
-    last_error: str | None = None
     consecutive_failures: int = 0
     budget_exhausted: bool = False
 
 
-class SyncAgent:
+class SyncAgent(HubWorker):
     """Releases matured periods into the outbox and pushes pending batches to the hub."""
 
     def __init__(
@@ -108,6 +144,7 @@ class SyncAgent:
         sync: SyncConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(sync, "sync")
         self.site_id = site_id
         self.journal = journal
         self.outbox = outbox
@@ -116,9 +153,6 @@ class SyncAgent:
         self.sync = sync
         self._clock = clock
         self.state = SyncState()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._channel: grpc.Channel | None = None
 
     @property
     def params(self) -> ReleaseParameters:
@@ -187,21 +221,17 @@ class SyncAgent:
         failure so the caller backs off."""
         if not self.sync.hub:
             return 0
-        if self._channel is None:
-            self._channel = hub_channel(self.sync)
-        stub = sync_grpc.SyncStub(self._channel)
-        token = hub_token(self.sync)
-        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        stub = self.hub_stub()
+        metadata = hub_metadata(self.sync)
         sent = 0
         for entry in self.outbox.pending():
-            if not self._push(stub, entry, metadata):
-                break
+            self._push(stub, entry, metadata)
             sent += 1
         return sent
 
     def _push(
         self, stub: sync_grpc.SyncStub, entry: OutboxEntry, metadata: tuple[tuple[str, str], ...]
-    ) -> bool:
+    ) -> None:
         try:
             reply = stub.PushBatch(
                 sync_pb.PushBatchRequest(batch=batch_message(entry.payload)),
@@ -212,44 +242,29 @@ class SyncAgent:
             code = exc.code()
             message = f"{code.name}: {exc.details()}"
             self.outbox.mark_failed(entry.batch_id, message)
-            self.state.last_error = message
-            if code in _RETRYABLE:
-                raise ConnectionError(message) from exc
-            log.error(
-                "sync.batch_refused",
-                batch_id=entry.batch_id,
-                period=entry.period,
-                error=message,
-                action="the hub refused this batch; check the site's "
-                "token, schema and hub logs. It stays in the outbox and is retried",
-            )
+            if code not in _RETRYABLE:
+                log.error(
+                    "sync.batch_refused",
+                    batch_id=entry.batch_id,
+                    period=entry.period,
+                    error=message,
+                    action="the hub refused this batch; check the site's "
+                    "token, schema and hub logs. It stays in the outbox and is retried",
+                )
             raise ConnectionError(message) from exc
         self.outbox.mark_sent(entry.batch_id)
         self.state.last_push_ok = self._clock()
-        self.state.last_error = None
         log.info(
             "sync.batch_sent",
             batch_id=entry.batch_id,
             period=entry.period,
             duplicate=reply.duplicate,
         )
-        return True
 
     def tick(self) -> None:
         """One round: release what matured, push what is pending."""
         self.release_due()
         self.push_pending()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._channel is not None:
-            self._channel.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
