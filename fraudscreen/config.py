@@ -455,10 +455,7 @@ class SyncConfig:
 
     def __post_init__(self) -> None:
         if self.hub:
-            try:
-                parse_host_port(self.hub)
-            except ValueError as exc:
-                raise InvalidSettingError(str(exc), "hub") from None
+            _check_listen("hub", self.hub)
         _check(
             (self.cert_file is None) == (self.key_file is None),
             "cert_file and key_file go together (mutual TLS)",

@@ -19,7 +19,7 @@ from fraudscreen.privacy.release import (
     Mechanism,
     NoisyCounts,
     ReleaseParameters,
-    _known_domain_measurement,
+    _discrete_laplace_vector,
     _measurement,
     _spent,
     plan_known_domain,
@@ -277,7 +277,7 @@ def test_known_domain_spends_at_most_the_request(eps: float, m: int) -> None:
     """
     params = _kd_params(eps, m)
     scale = plan_known_domain(params)
-    spent = float(_known_domain_measurement(scale, 4).map(m))
+    spent = float(_discrete_laplace_vector(scale, 4).map(m))
     assert 0 < spent <= eps
     assert spent == pytest.approx(eps, rel=1e-9)
     assert scale == pytest.approx(m / eps, rel=1e-9)

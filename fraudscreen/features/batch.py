@@ -43,12 +43,16 @@ class _KeyedTimeline:
         self.sorted_times = times[self.order]
         self.composite = self.sorted_keys * span + rel[self.order]
         self.positions = np.arange(len(times), dtype=np.int64)
+        self._first_after: dict[int, IntArray] = {}  # features share windows: search once
 
     def first_after(self, seconds_before: int) -> IntArray:
         """Sorted position of the first row of the same key with time > t - seconds_before."""
-        found: IntArray = np.searchsorted(
-            self.composite, self.composite - seconds_before, side="right"
-        ).astype(np.int64)
+        found = self._first_after.get(seconds_before)
+        if found is None:
+            found = np.searchsorted(
+                self.composite, self.composite - seconds_before, side="right"
+            ).astype(np.int64)
+            self._first_after[seconds_before] = found
         return found
 
     def prefix(self, values: npt.NDArray[np.int64]) -> IntArray:

@@ -34,7 +34,7 @@ class Authenticator:
     def __init__(
         self,
         sites: TokenFile,
-        publishers: TokenFile | None = None,
+        publishers: TokenFile,
         *,
         sites_from_certificates: bool = False,
     ) -> None:
@@ -81,10 +81,9 @@ class Authenticator:
         site = self.sites.lookup(token)
         if site is not None:
             return Caller(Role.SITE, site, "token")
-        if self.publishers is not None:
-            publisher = self.publishers.lookup(token)
-            if publisher is not None:
-                return Caller(Role.PUBLISHER, publisher, "token")
+        publisher = self.publishers.lookup(token)
+        if publisher is not None:
+            return Caller(Role.PUBLISHER, publisher, "token")
         raise AuthenticationError(
             "unknown or revoked token; ask the hub operator for this site's token "
             "(`fraudscreen hub add-site`) and configure it on the gateway"

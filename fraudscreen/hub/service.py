@@ -60,7 +60,6 @@ from fraudscreen.v1 import sync_pb2 as pb
 log = structlog.get_logger("fraudscreen.hub")
 
 SYNC_SERVICE = pb.DESCRIPTOR.services_by_name["Sync"].full_name
-M = TypeVar("M", bound=Message)
 R = TypeVar("R")
 
 

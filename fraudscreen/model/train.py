@@ -186,7 +186,6 @@ class PrequentialFit:
     """The fold model (validated on the training window) and the released model."""
 
     fit_mask: npt.NDArray[np.bool_]
-    fold_mask: npt.NDArray[np.bool_]
     fold: lightgbm.Booster
     final: lightgbm.Booster
     trees: int
@@ -224,7 +223,7 @@ def fit_prequential(
     final = _fit(
         features[fit_mask], labels[fit_mask], params, trees, progress=progress, label="final model"
     )
-    return PrequentialFit(fit_mask, fold_mask, fold, final, trees)
+    return PrequentialFit(fit_mask, fold, final, trees)
 
 
 def threshold_for_precision(

@@ -288,7 +288,9 @@ class NoisyTable:
     kind: Mechanism = "threshold"
 
 
-def _fraud_measurement(scale: float, size: int) -> Any:
+def _discrete_laplace_vector(scale: float, size: int | None = None) -> Any:
+    """Discrete Laplace on an i64 vector under L1: OpenDP's integer path samples exactly.
+    Both mechanisms noise their counts with it (threshold: the fraud counts)."""
     _opendp_ready()
     domain = dp.vector_domain(dp.atom_domain(T=dp.i64), size=size)
     return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=scale)
@@ -320,7 +322,7 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
     fraud_scale = m / half.epsilon
     # The fraud half is charged whatever the selection let through (its map does not
     # depend on the vector's length; size 1 only lets it be built for an empty selection).
-    measurement = _fraud_measurement(fraud_scale, max(len(cells), 1))
+    measurement = _discrete_laplace_vector(fraud_scale, max(len(cells), 1))
     fraud_epsilon = float(measurement.map(m))
     noisy_fraud: list[int] = []
     if cells:
@@ -343,13 +345,6 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
 # -- known domain: every cell of the public domain, discrete Laplace, no selection ----------
 
 
-def _known_domain_measurement(scale: float, size: int | None = None) -> Any:
-    """Discrete Laplace on an i64 vector under L1: OpenDP's integer path samples exactly."""
-    _opendp_ready()
-    domain = dp.vector_domain(dp.atom_domain(T=dp.i64), size=size)
-    return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=scale)
-
-
 @functools.lru_cache(maxsize=256)
 def plan_known_domain(params: ReleaseParameters) -> float:
     """The smallest scale whose OpenDP epsilon at L1 distance m is <= ``params.epsilon``.
@@ -361,7 +356,7 @@ def plan_known_domain(params: ReleaseParameters) -> float:
     nominal = m / params.epsilon
 
     def eps_ok(scale: float) -> bool:
-        return float(_known_domain_measurement(scale).map(m)) <= params.epsilon
+        return float(_discrete_laplace_vector(scale).map(m)) <= params.epsilon
 
     scale = float(dp.binary_search(eps_ok, bounds=(nominal / 2.0, nominal * 2.0), T=float))
     if not eps_ok(scale):  # pragma: no cover - defensive
@@ -443,7 +438,7 @@ def release_known_domain(
         counts[n + index[cell]] += fraud
     scale = plan_known_domain(params)
     m = params.max_contributions
-    measurement = _known_domain_measurement(scale, 2 * n)
+    measurement = _discrete_laplace_vector(scale, 2 * n)
     epsilon = float(measurement.map(m))
     noisy = [int(v) for v in measurement(counts)]
     return NoisyTable(
