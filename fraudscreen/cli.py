@@ -174,11 +174,13 @@ def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from fraudscreen.model.bundle import load_bundle
     from fraudscreen.model.compile import CompileOptions, compile_bundle, load_explainer
+    from fraudscreen.model.predictor import LightGBMPredictor
 
     bundle = load_bundle(args.bundle)
     options = CompileOptions(compiler=args.compiler, cache_dir=args.cache_dir)
-    compiled = compile_bundle(bundle, options)
-    explainer = load_explainer(bundle, options)
+    reference = LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
+    compiled = compile_bundle(bundle, options, reference)
+    explainer = load_explainer(bundle, options, reference)
     print(f"reason codes: {explainer.kind} explainer")
     source = "cache" if compiled.from_cache else "fresh build"
     print(

@@ -57,18 +57,21 @@ class ActiveModel:
         options: CompileOptions | None = None,
         *,
         native: bool = True,
+        require_native: bool = False,
     ) -> ActiveModel:
-        """`native=False` scores with LightGBM itself (the benchmark baseline)."""
-        width = len(bundle.manifest.features)
+        """`native=False` scores with LightGBM itself (the benchmark baseline);
+        `require_native` raises CompileError rather than fall back to LightGBM."""
         schema = bundle.bin_schema
+        # One LightGBM load serves the parity check, the explainer check and any fallback.
+        reference = LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
         return cls(
             version=bundle.model_version,
             transform=schema.transform if schema is not None and bundle.reads_bin_codes else None,
             bin_schema=schema,
-            predictor=load_predictor(bundle, options)
+            predictor=load_predictor(bundle, options, reference, fallback=not require_native)
             if native
-            else LightGBMPredictor(bundle.model_text, width),
-            explainer=load_explainer(bundle, options),
+            else reference,
+            explainer=load_explainer(bundle, options, reference),
             thresholds=policy.thresholds(bundle.manifest.thresholds),
         )
 

@@ -107,8 +107,15 @@ def cache_key(bundle: Bundle, options: CompileOptions, compiler_id: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def compile_bundle(bundle: Bundle, options: CompileOptions | None = None) -> CompiledModel:
-    """Compile (or fetch from cache) and check parity; raises CompileError on any failure."""
+def compile_bundle(
+    bundle: Bundle,
+    options: CompileOptions | None = None,
+    reference: LightGBMPredictor | None = None,
+) -> CompiledModel:
+    """Compile (or fetch from cache) and check parity; raises CompileError on any failure.
+
+    `reference`: the bundle's model already loaded in LightGBM (else it is loaded here).
+    """
     options = options or CompileOptions()
     compiler_id = compiler_identity(options.compiler)
     key = cache_key(bundle, options, compiler_id)
@@ -120,7 +127,7 @@ def compile_bundle(bundle: Bundle, options: CompileOptions | None = None) -> Com
         log.info("compile.cache_hit", model_version=bundle.model_version, library=str(library))
     else:
         _build(bundle, options, target_dir)
-    max_diff = check_parity(bundle, library, options)
+    max_diff = check_parity(bundle, library, options, reference)
     seconds = time.perf_counter() - started
     log.info(
         "compile.parity_ok",
@@ -177,11 +184,16 @@ def _build(bundle: Bundle, options: CompileOptions, target_dir: Path) -> None:
     log.info("compile.built", seconds=round(time.perf_counter() - started, 2))
 
 
-def check_parity(bundle: Bundle, library: Path, options: CompileOptions | None = None) -> float:
+def check_parity(
+    bundle: Bundle,
+    library: Path,
+    options: CompileOptions | None = None,
+    reference: LightGBMPredictor | None = None,
+) -> float:
     """Max |compiled - expected| over golden rows, vs stored and local LightGBM scores."""
     width = len(bundle.manifest.features)
     native = NativePredictor(library, width, fast_call=load_native_call(options))
-    reference = LightGBMPredictor(bundle.model_text, width)
+    reference = reference or LightGBMPredictor(bundle.model_text, width)
     rows = np.asarray(bundle.golden.rows, dtype=np.float64)
     compiled = np.array([native.predict_row(row) for row in bundle.golden.rows])
     if native.fast:
@@ -201,11 +213,22 @@ def check_parity(bundle: Bundle, library: Path, options: CompileOptions | None =
     return worst
 
 
-def load_predictor(bundle: Bundle, options: CompileOptions | None = None) -> Predictor:
-    """The fastest correct predictor available: native, or LightGBM's with a loud warning."""
+def load_predictor(
+    bundle: Bundle,
+    options: CompileOptions | None = None,
+    reference: LightGBMPredictor | None = None,
+    *,
+    fallback: bool = True,
+) -> Predictor:
+    """The fastest correct predictor available: native, or LightGBM's with a loud warning.
+
+    `fallback=False` raises the CompileError instead (a release must run natively).
+    """
     try:
-        compiled = compile_bundle(bundle, options)
+        compiled = compile_bundle(bundle, options, reference)
     except CompileError as exc:
+        if not fallback:
+            raise
         log.error(
             "predictor.fallback_to_lightgbm",
             model_version=bundle.model_version,
@@ -213,7 +236,7 @@ def load_predictor(bundle: Bundle, options: CompileOptions | None = None) -> Pre
             impact="each score costs ~50-100 us instead of ~5 us; latency SLO at risk",
             action="install a C compiler (gcc) and restart, or fix the reason above",
         )
-        return LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
+        return reference or LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
     return NativePredictor(
         compiled.library, len(bundle.manifest.features), fast_call=load_native_call(options)
     )
@@ -308,12 +331,16 @@ def _import_scorer(library: Path) -> Callable[[int, int], Any]:
     return scorer
 
 
-def load_explainer(bundle: Bundle, options: CompileOptions | None = None) -> Explainer:
+def load_explainer(
+    bundle: Bundle,
+    options: CompileOptions | None = None,
+    reference: LightGBMPredictor | None = None,
+) -> Explainer:
     """Native contributions checked against LightGBM's raw score, or LightGBM's TreeSHAP."""
     from fraudscreen.model.explain import CONTRIB_TOLERANCE, NativeExplainer
 
     width = len(bundle.manifest.features)
-    reference = LightGBMPredictor(bundle.model_text, width)
+    reference = reference or LightGBMPredictor(bundle.model_text, width)
     try:
         explainer = NativeExplainer(compile_explainer(options), bundle.model_text, width)
         rows = np.asarray(bundle.golden.rows, dtype=np.float64)

@@ -83,9 +83,9 @@ class ModelUpdater(HubWorker):
         live = self.slot.current
         try:
             bundle = self.store.stage(version, files, self.trusted)
-            candidate = ActiveModel.from_bundle(bundle, self.policy, self._options)
-            if candidate.predictor.kind != "native":
-                raise CompileError("the release could not be compiled natively here")
+            candidate = ActiveModel.from_bundle(
+                bundle, self.policy, self._options, require_native=True
+            )
         except (ReleaseError, CompileError, OSError, ValueError) as exc:
             self._failed.add(version)
             log.error(
