@@ -1,7 +1,8 @@
-"""Shared fixtures: a small simulated history, a bundle trained on it, a compile cache.
+"""Shared fixtures: a small simulated history, a bundle trained on it, a compile cache,
+TLS material.
 
 Everything is real (simulator, LightGBM, gcc via TL2cgen); sizes are small so the whole
-suite stays within CI's budget. Session-scoped so each is built once.
+suite stays within CI's budget. Session-scoped so each is built once (TLS: per module).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fraudscreen.history import validate_history
 from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.train import TrainingConfig, train_bundle
 from fraudscreen.simulate import SimulationConfig, simulate
+from tests.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
 SMALL_TRAINING = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=40, name="test")
@@ -60,3 +62,9 @@ def other_bundle_path(
     config = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=25, name="test-b")
     train_bundle(small_history, path, config, progress=False, source="small")
     return path
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """Throwaway CA, server and client certificates (one set per test module)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

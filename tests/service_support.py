@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fraudscreen.config import GatewayConfig, load_config
+from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
@@ -19,10 +25,11 @@ from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 PANS = ("4000000000000002", "4000001234567899", "5555555555554444", "4111111111111111")
 
 
-def gateway_config(
+def gateway_env(
     directory: Path, bundle: Path | None, extra: Mapping[str, str] | None = None
-) -> GatewayConfig:
-    env = {
+) -> dict[str, str]:
+    """FRAUDSCREEN_* settings for a gateway keeping its files in `directory`."""
+    return {
         "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
         "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
         "FRAUDSCREEN_SITE_KEY_FILE": str(directory / "site.key"),
@@ -33,7 +40,12 @@ def gateway_config(
         **({"FRAUDSCREEN_MODEL_BUNDLE": str(bundle)} if bundle is not None else {}),
         **(extra or {}),
     }
-    return load_config(None, env)
+
+
+def gateway_config(
+    directory: Path, bundle: Path | None, extra: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    return load_config(None, gateway_env(directory, bundle, extra))
 
 
 @contextmanager
@@ -44,6 +56,73 @@ def running_gateway(config: GatewayConfig) -> Iterator[Gateway]:
         yield gateway
     finally:
         gateway.stop(grace=1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_hub(directory: Path, *, port: int = 0, **overrides: object) -> Iterator[HubServer]:
+    """A hub keeping its files in `directory`; `overrides` replace HubSettings fields."""
+    values: dict[str, object] = {
+        "db": directory / "hub.sqlite3",
+        "site_tokens": directory / "sites.tokens",
+        "publisher_tokens": directory / "publishers.tokens",
+        "listen": f"127.0.0.1:{port}",
+        "grace_seconds": 0.5,
+        **overrides,
+    }
+    server = HubServer(HubSettings(**values))  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=0)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m fraudscreen ARGS` in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "fraudscreen", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def read_log_until(
+    process: subprocess.Popen[str], event: str, timeout: float
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Read the child's stderr JSON log up to `event` (or EOF, or `timeout` seconds).
+
+    Returns the lines read and the last record of each event seen."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    events: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        record = json.loads(line) if line.startswith("{") else {}
+        name = record.get("event")
+        if isinstance(name, str):
+            events[name] = record
+        if name == event:
+            break
+    return lines, events
+
+
+def drain_log(process: subprocess.Popen[str], lines: list[str]) -> str:
+    """Everything the child logged: `lines` already read, then the rest of stderr."""
+    assert process.stderr is not None
+    lines.extend(process.stderr.readlines())
+    return "".join(lines)
 
 
 def stub_for(gateway: Gateway) -> tuple[grpc.Channel, pb_grpc.ScreeningStub]:

@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -64,8 +63,8 @@ from fraudscreen.privacy.release import (
 from fraudscreen.transport.uploader import batch_message
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
-from tests.service_support import PANS
-from tests.tls_material import TLSFiles, make_tls_files
+from tests.service_support import PANS, drain_log, read_log_until
+from tests.tls_material import TLSFiles, secure_channel
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 SCHEMA = BinSchema.default()
@@ -1090,26 +1089,10 @@ def test_a_published_schema_is_accepted_and_survives_a_restart(
 # -- TLS ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-def _secure_channel(
-    port: int, tls: TLSFiles, cert: Path | None = None, key: Path | None = None
-) -> grpc.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=tls.ca_cert.read_bytes(),
-        private_key=key.read_bytes() if key else None,
-        certificate_chain=cert.read_bytes() if cert else None,
-    )
-    return grpc.secure_channel(f"localhost:{port}", credentials)
-
-
 def test_tls(tmp_path: Path, keys: Keys, tls: TLSFiles) -> None:
     settings = {"tls": TLSConfig(cert_file=tls.server_cert, key_file=tls.server_key)}
     with running_hub(tmp_path / "hub", keys, **settings) as hub:
-        with _secure_channel(hub.server.port, tls) as channel:
+        with secure_channel(hub.server.port, tls.ca_cert) as channel:
             reply = pb_grpc.SyncStub(channel).PushBatch(
                 pb.PushBatchRequest(batch=make_batch()),
                 metadata=bearer(hub.tokens["shop-a"]),
@@ -1135,7 +1118,7 @@ def test_mutual_tls_names_the_site_by_certificate_and_tokens_still_work(
     )
     with running_hub(tmp_path / "hub", keys, tls=mutual) as hub:
         port = hub.server.port
-        with _secure_channel(port, tls, tls.client_cert, tls.client_key) as channel:
+        with secure_channel(port, tls.ca_cert, tls.client_cert, tls.client_key) as channel:
             stub = pb_grpc.SyncStub(channel)
             # the client certificate's CN is "terminal-1": that is the site, no token needed
             assert stub.PushBatch(
@@ -1151,7 +1134,7 @@ def test_mutual_tls_names_the_site_by_certificate_and_tokens_still_work(
                 timeout=5,
             ).stored
         for cert, key in ((None, None), (tls.other_client_cert, tls.other_client_key)):
-            with _secure_channel(port, tls, cert, key) as channel:
+            with secure_channel(port, tls.ca_cert, cert, key) as channel:
                 code, _, _ = refused(
                     lambda: pb_grpc.SyncStub(channel).PushBatch(
                         pb.PushBatchRequest(batch=make_batch()),
@@ -1213,19 +1196,10 @@ def test_hub_serve_process_drains_on_sigterm(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         text=True,
     )
-    assert process.stderr is not None
     lines: list[str] = []
-    port = 0
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not port:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "hub.listening":
-                port = event["port"]
+        lines, events = read_log_until(process, "hub.listening", timeout=30)
+        port = events.get("hub.listening", {}).get("port", 0)
         assert port, "".join(lines)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             check = health_pb2_grpc.HealthStub(channel).Check(
@@ -1242,7 +1216,7 @@ def test_hub_serve_process_drains_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-    logs = "".join(lines) + process.stderr.read()
+    logs = drain_log(process, lines)
     assert '"hub.draining"' in logs and '"hub.stopped"' in logs
     assert token not in logs
     assert "hub.no_publishers" in logs  # publishing disabled is said, not silent

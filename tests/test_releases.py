@@ -15,7 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fraudscreen.hub.server import HubServer, HubSettings
+from fraudscreen.hub.server import HubServer
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import (
     MANIFEST_FILE,
@@ -33,8 +33,14 @@ from fraudscreen.model.signing import (
 )
 from fraudscreen.transport.server import MODEL_UPDATE_HEALTH, Gateway
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
-from tests.service_support import gateway_config, running_gateway, screen_request, stub_for
-from tests.test_sync import free_port
+from tests.service_support import (
+    free_port,
+    gateway_config,
+    running_gateway,
+    running_hub,
+    screen_request,
+    stub_for,
+)
 
 
 @dataclass(frozen=True)
@@ -127,21 +133,8 @@ def hub(tmp_path: Path, keys: Keys) -> Iterator[tuple[HubServer, str, str]]:
     directory.mkdir()
     site_token = add_token(directory / "sites.tokens", "shop-1")
     publisher = add_token(directory / "publishers.tokens", "analyst")
-    server = HubServer(
-        HubSettings(
-            db=directory / "hub.sqlite3",
-            site_tokens=directory / "sites.tokens",
-            publisher_tokens=directory / "publishers.tokens",
-            trusted_keys=(keys.public,),
-            listen=f"127.0.0.1:{free_port()}",
-            grace_seconds=0.5,
-        )
-    )
-    server.start()
-    try:
+    with running_hub(directory, port=free_port(), trusted_keys=(keys.public,)) as server:
         yield server, site_token, publisher
-    finally:
-        server.stop(grace=0)
 
 
 def publish(server: HubServer, publisher: str, bundle: Path) -> None:

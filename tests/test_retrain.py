@@ -3,8 +3,6 @@ aggregates (bundle reads bin codes, HTML report) -> sign -> the gateway serves i
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,7 +12,7 @@ import pytest
 
 from fraudscreen import history
 from fraudscreen.features.batch import compute_features, epoch_seconds
-from fraudscreen.hub.server import HubServer, HubSettings
+from fraudscreen.hub.server import HubServer
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.compile import compile_bundle
@@ -25,20 +23,17 @@ from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import ReleaseParameters, release
 from fraudscreen.transport.uploader import batch_message
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
-from tests.service_support import gateway_config, running_gateway, screen_request, stub_for
+from tests.service_support import (
+    gateway_config,
+    run_cli,
+    running_gateway,
+    running_hub,
+    screen_request,
+    stub_for,
+)
 
 DAY = 86_400
 PARAMS = ReleaseParameters(epsilon=8.0, delta=1e-7, max_contributions=2)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fraudscreen", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def push_days(hub: HubServer, token: str, frame: pd.DataFrame, site: str) -> int:
@@ -78,20 +73,8 @@ def test_export_train_sign_and_serve(
     hub_dir = tmp_path / "hub"
     hub_dir.mkdir()
     token = add_token(hub_dir / "sites.tokens", "shop-9")
-    hub = HubServer(
-        HubSettings(
-            db=hub_dir / "hub.sqlite3",
-            site_tokens=hub_dir / "sites.tokens",
-            publisher_tokens=hub_dir / "pub.tokens",
-            listen="127.0.0.1:0",
-            grace_seconds=0.5,
-        )
-    )
-    hub.start()
-    try:
+    with running_hub(hub_dir, publisher_tokens=hub_dir / "pub.tokens") as hub:
         assert push_days(hub, token, small_history, "shop-9") > 20
-    finally:
-        hub.stop(grace=0)
     export = tmp_path / "export.parquet"
     out = run_cli(
         "hub",

@@ -22,8 +22,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
-from tests.service_support import PANS, gateway_config, running_gateway, screen_request
-from tests.tls_material import make_tls_files
+from tests.service_support import (
+    PANS,
+    drain_log,
+    gateway_config,
+    gateway_env,
+    read_log_until,
+    running_gateway,
+    screen_request,
+)
+from tests.tls_material import TLSFiles, secure_channel
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -65,14 +73,7 @@ def _start_process(
 ) -> tuple[subprocess.Popen[str], int, int, list[str]]:
     env = {
         **os.environ,
-        "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
-        "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
-        "FRAUDSCREEN_SITE_KEY_FILE": str(tmp_path / "site.key"),
-        "FRAUDSCREEN_JOURNAL_PATH": str(tmp_path / "journal.sqlite3"),
-        "FRAUDSCREEN_MODEL_RELEASES_DIR": str(tmp_path / "releases"),
-        "FRAUDSCREEN_MODEL_BUNDLE": str(bundle),
-        "FRAUDSCREEN_SERVER_GRACE_SECONDS": "5",
-        **(extra or {}),
+        **gateway_env(tmp_path, bundle, {"FRAUDSCREEN_SERVER_GRACE_SECONDS": "5", **(extra or {})}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "fraudscreen", "serve"],
@@ -81,30 +82,11 @@ def _start_process(
         stdout=subprocess.DEVNULL,
         text=True,
     )
-    assert process.stderr is not None
-    lines: list[str] = []
-    port = metrics_port = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        event = json.loads(line) if line.startswith("{") else {}
-        if event.get("event") == "gateway.listening":
-            port = event["port"]
-        if event.get("event") == "metrics.listening":
-            metrics_port = event["port"]
-        if event.get("event") == "gateway.ready":
-            break
+    lines, events = read_log_until(process, "gateway.ready", timeout=60)
+    port = events.get("gateway.listening", {}).get("port", 0)
+    metrics_port = events.get("metrics.listening", {}).get("port", 0)
     assert port, "".join(lines)
     return process, port, metrics_port, lines
-
-
-def _drain_logs(process: subprocess.Popen[str], lines: list[str]) -> str:
-    assert process.stderr is not None
-    lines.extend(process.stderr.readlines())
-    return "".join(lines)
 
 
 def test_sigterm_drains_in_flight_calls(tmp_path: Path, small_bundle_path: Path) -> None:
@@ -140,7 +122,7 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path, small_bundle_path: Path)
     finally:
         if process.poll() is None:
             process.kill()
-    logs = _drain_logs(process, lines)
+    logs = drain_log(process, lines)
     assert '"gateway.draining"' in logs
     assert '"gateway.stopped"' in logs
 
@@ -196,7 +178,7 @@ def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Pa
     finally:
         if process.poll() is None:
             process.kill()
-    logs = _drain_logs(process, lines)
+    logs = drain_log(process, lines)
     assert '"screened"' in logs  # request logging was on
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
     assert len(stored) > 10_000
@@ -208,24 +190,7 @@ def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Pa
     assert oct((tmp_path / "journal.sqlite3").stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-def _secure_stub(
-    port: int, ca: Path, cert: Path | None = None, key: Path | None = None
-) -> tuple[grpc.Channel, pb_grpc.ScreeningStub]:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=ca.read_bytes(),
-        private_key=key.read_bytes() if key else None,
-        certificate_chain=cert.read_bytes() if cert else None,
-    )
-    channel = grpc.secure_channel(f"localhost:{port}", credentials)
-    return channel, pb_grpc.ScreeningStub(channel)
-
-
-def test_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # type: ignore[no-untyped-def]
+def test_tls(tmp_path: Path, small_bundle_path: Path, tls: TLSFiles) -> None:
     config = gateway_config(
         tmp_path,
         small_bundle_path,
@@ -235,16 +200,15 @@ def test_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # type: ign
         },
     )
     with running_gateway(config) as gw:
-        channel, stub = _secure_stub(gw.port, tls.ca_cert)
-        with channel:
-            assert stub.Screen(screen_request(), timeout=5).decision
+        with secure_channel(gw.port, tls.ca_cert) as channel:
+            assert pb_grpc.ScreeningStub(channel).Screen(screen_request(), timeout=5).decision
         with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as plain:
             with pytest.raises(grpc.RpcError) as caught:
                 pb_grpc.ScreeningStub(plain).Screen(screen_request("x"), timeout=3)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_mutual_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # type: ignore[no-untyped-def]
+def test_mutual_tls(tmp_path: Path, small_bundle_path: Path, tls: TLSFiles) -> None:
     config = gateway_config(
         tmp_path,
         small_bundle_path,
@@ -257,13 +221,13 @@ def test_mutual_tls(tmp_path: Path, small_bundle_path: Path, tls) -> None:  # ty
         },
     )
     with running_gateway(config) as gw:
-        channel, stub = _secure_stub(gw.port, tls.ca_cert, tls.client_cert, tls.client_key)
-        with channel:
-            assert stub.Screen(screen_request(), timeout=5).decision
+        with secure_channel(gw.port, tls.ca_cert, tls.client_cert, tls.client_key) as channel:
+            assert pb_grpc.ScreeningStub(channel).Screen(screen_request(), timeout=5).decision
         for cert, key in ((None, None), (tls.other_client_cert, tls.other_client_key)):
-            channel, stub = _secure_stub(gw.port, tls.ca_cert, cert, key)
-            with channel, pytest.raises(grpc.RpcError) as caught:
-                stub.Screen(screen_request("y"), timeout=3)
+            with secure_channel(gw.port, tls.ca_cert, cert, key) as channel:
+                stub = pb_grpc.ScreeningStub(channel)
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.Screen(screen_request("y"), timeout=3)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         import ssl
 

@@ -4,18 +4,15 @@ once, and what crosses the wire or lands at the hub holds no card, terminal, tim
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.privacy.aggregate import due_periods
@@ -24,41 +21,24 @@ from fraudscreen.transport import uploader
 from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import sync_pb2
-from tests.service_support import gateway_config, running_gateway, screen_request, stub_for
+from tests.service_support import (
+    free_port,
+    gateway_config,
+    running_gateway,
+    running_hub,
+    screen_request,
+    stub_for,
+)
 
 DAY = 86_400
 DAYS_BACK = (20, 19, 18, 17)  # matured periods (label maturity 14 days)
 PER_DAY = 60
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def pan(number: int) -> str:
     body = f"400000{number:09d}"
     check = next(d for d in "0123456789" if luhn_valid(body + d))
     return body + check
-
-
-@contextmanager
-def running_hub(directory: Path, port: int) -> Iterator[HubServer]:
-    server = HubServer(
-        HubSettings(
-            db=directory / "hub.sqlite3",
-            site_tokens=directory / "sites.tokens",
-            publisher_tokens=directory / "publishers.tokens",
-            listen=f"127.0.0.1:{port}",
-            grace_seconds=0.5,
-        )
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(grace=0)
 
 
 class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
@@ -145,7 +125,7 @@ def test_offline_days_then_every_batch_arrives_once(
         assert status.last_error is not None
         assert "UNAVAILABLE" in status.last_error
 
-        with running_hub(hub_dir, port):
+        with running_hub(hub_dir, port=port):
             tick_until_sent(gw)  # hub up: everything goes, once
             assert gw.outbox.status().sent == len(due)
             assert gw.outbox.status().pending == 0
@@ -238,8 +218,10 @@ def _all_values(conn: sqlite3.Connection) -> list[str]:
 
 def test_sync_status_command_reports_the_outbox(tmp_path: Path, small_bundle_path: Path) -> None:
     config = gateway_config(tmp_path, small_bundle_path)
-    with running_gateway(config) as gw:
-        assert isinstance(gw, Gateway)
+    with running_gateway(config):  # creates the journal and site key the command reads
+        pass
+    assert config.journal.path.is_file()
+    assert config.site.key_file.is_file()
     import subprocess
     import sys
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from fraudscreen.model.evaluate import (
     evaluation_mask,
 )
 from fraudscreen.model.train import threshold_for_precision
+from tests.service_support import run_cli
 
 
 def test_threshold_is_the_lowest_cut_with_enough_precision() -> None:
@@ -88,16 +87,6 @@ def test_metrics_of_a_perfect_ranking() -> None:
     assert metrics.auc_roc == 1.0
     assert metrics.average_precision == 1.0
     assert metrics.frauds == 3
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fraudscreen", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def test_cli_train_and_evaluate_small(tmp_path: Path) -> None:

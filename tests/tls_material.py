@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -111,3 +112,15 @@ def make_tls_files(directory: Path) -> TLSFiles:
         )
         _write_key(key, key_path)
     return files
+
+
+def secure_channel(
+    port: int, ca: Path, cert: Path | None = None, key: Path | None = None
+) -> grpc.Channel:
+    """A TLS channel to localhost:`port` trusting `ca`; with `cert`/`key`, a client certificate."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(f"localhost:{port}", credentials)
