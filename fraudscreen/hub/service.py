@@ -162,8 +162,8 @@ class SyncServicer:
         def fetch(caller: Caller) -> pb.FetchReleaseResponse:
             site = require_site(caller)
             request = decoded(message, pb.FetchReleaseRequest)
-            found = self._store.release_for(site)
-            if found is None or found.model_version == request.current_version:
+            found = self._store.release_for(site, request.current_version)
+            if found is None:
                 return pb.FetchReleaseResponse(available=False)
             log.info("sync.release_sent", site_id=site, model_version=found.model_version)
             return pb.FetchReleaseResponse(

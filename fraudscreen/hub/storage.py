@@ -181,8 +181,9 @@ class HubStore(Protocol):
         version with other files raises ConflictError."""
         ...
 
-    def release_for(self, site_id: str) -> TargetedRelease | None:
-        """The newest release addressed to the site or to all sites."""
+    def release_for(self, site_id: str, current_version: str = "") -> TargetedRelease | None:
+        """The newest release addressed to the site or to all sites; None if there is none
+        or it is `current_version` (what the asking gateway already runs)."""
         ...
 
     def releases(self) -> list[ReleaseRecord]:
@@ -466,7 +467,7 @@ class SQLiteHubStore:
             size=sum(len(content) for content in files.values()),
         )
 
-    def release_for(self, site_id: str) -> TargetedRelease | None:
+    def release_for(self, site_id: str, current_version: str = "") -> TargetedRelease | None:
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT seq, model_version, published_at FROM releases AS r"
@@ -475,8 +476,8 @@ class SQLiteHubStore:
                 " ORDER BY seq DESC LIMIT 1",
                 (site_id,),
             ).fetchone()
-            if row is None:
-                return None
+            if row is None or row[1] == current_version:
+                return None  # a gateway already running it polls often: skip reading the files
             seq, version, published_at = row
             files = conn.execute(
                 "SELECT name, content FROM release_files WHERE seq = ? ORDER BY name", (seq,)

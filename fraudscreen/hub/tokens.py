@@ -53,6 +53,10 @@ def parse_token_file(path: Path) -> dict[str, str]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenFileError(f"cannot read token file {path}: {exc}") from exc
+    return _parse_token_text(text, path)
+
+
+def _parse_token_text(text: str, path: Path) -> dict[str, str]:
     entries: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -149,8 +153,9 @@ def add_token(path: Path, name: str, *, rotate: bool = False) -> str:
     path = Path(path)
     if not NAME.fullmatch(name):
         raise TokenFileError(f"{name[:80]!r} is not a name (1-64 of A-Z a-z 0-9 . _ -)")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-    existing = parse_token_file(path) if path.exists() else {}
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = text.splitlines(keepends=True)
+    existing = _parse_token_text(text, path)  # the very text rewritten below
     if name in existing and not rotate:
         raise TokenFileError(
             f"{name} already has a token in {path}; pass --rotate to replace it (the old "
