@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,13 +138,17 @@ class GatewayMetrics:
         self.journal_write_errors.set_function(errors)
 
     def watch_sync(
-        self, status: Callable[[], LedgerStatus], last_push: Callable[[], float | None]
+        self,
+        status: Callable[[], LedgerStatus],
+        budget: float,
+        last_push: Callable[[], float | None],
     ) -> None:
-        """Sync gauges read the ledger when scraped (a small SQLite query)."""
-        self.sync_pending.set_function(lambda: status().pending)
-        self.sync_sent.set_function(lambda: status().sent)
-        self.epsilon_spent.set_function(lambda: status().spent)
-        self.epsilon_budget.set_function(lambda: status().budget)
+        """Sync gauges read the ledger when scraped: one SQLite query per scrape."""
+        snapshot = _Recent(status, max_age=1.0)
+        self.sync_pending.set_function(lambda: snapshot().pending)
+        self.sync_sent.set_function(lambda: snapshot().sent)
+        self.epsilon_spent.set_function(lambda: snapshot().spent)
+        self.epsilon_budget.set(budget)
         self.sync_last_push.set_function(lambda: last_push() or 0.0)
 
     def set_model(self, version: str | None, predictor: str) -> None:
@@ -153,6 +158,23 @@ class GatewayMetrics:
         else:
             self.stand_in.set(0)
             self.model_info.labels(version=version, predictor=predictor).set(1)
+
+
+class _Recent:
+    """The last `read()` result while younger than `max_age`, so the gauges of one scrape
+    share one ledger query instead of running one each."""
+
+    def __init__(self, read: Callable[[], LedgerStatus], max_age: float) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._value: LedgerStatus | None = None
+        self._at = 0.0
+
+    def __call__(self) -> LedgerStatus:
+        now = time.monotonic()
+        if self._value is None or now - self._at > self._max_age:
+            self._value, self._at = self._read(), now
+        return self._value
 
 
 def serve_metrics(

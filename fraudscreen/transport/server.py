@@ -276,7 +276,9 @@ class Gateway:
             lambda: self.journal.committed,
             lambda: self.journal.write_errors,
         )
-        self.metrics.watch_sync(self.outbox.status, lambda: self.sync_agent.state.last_push_ok)
+        self.metrics.watch_sync(
+            self.outbox.status, self.outbox.budget, lambda: self.sync_agent.state.last_push_ok
+        )
         if not self.config.metrics.listen:
             return None, None
         host, port = parse_host_port(self.config.metrics.listen)
