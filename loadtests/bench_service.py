@@ -47,17 +47,14 @@ import multiprocessing
 import os
 import platform
 import random
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -71,6 +68,9 @@ import psutil
 
 from fraudscreen.transport.grpc_server import server_options
 from fraudscreen.v1 import screening_pb2 as pb
+from loadtests.cpu import machine_busy_seconds, process_seconds
+from loadtests.gateway import gateway_env as loadtest_gateway_env
+from loadtests.gateway import latency_totals, process_env, stop_process, tail_log
 
 if TYPE_CHECKING:  # heavy imports stay out of the client processes, which only need grpc
     from fraudscreen.config import GatewayConfig
@@ -291,10 +291,6 @@ class TrafficCursor:
         if not self._wrap:
             self._next = min(len(self._requests), self._next)
 
-    @property
-    def used(self) -> int:
-        return self._next
-
 
 def _varint(value: int) -> bytes:
     out = bytearray()
@@ -312,17 +308,13 @@ def frame_batch(payloads: Sequence[bytes]) -> bytes:
 
 
 def gateway_env(directory: Path, predictor: str) -> dict[str, str]:
-    """FRAUDSCREEN_* settings of every gateway here: loopback, own journal and key."""
-    return {
-        "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
-        "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",  # on by default in production
-        "FRAUDSCREEN_SITE_KEY_FILE": str(directory / "site.key"),
-        "FRAUDSCREEN_JOURNAL_PATH": str(directory / "journal.sqlite3"),
-        "FRAUDSCREEN_LOGGING_REQUESTS": "non_approve",
-        "FRAUDSCREEN_MODEL_PREDICTOR": predictor,
-        "FRAUDSCREEN_SCREENING_MAX_TRANSACTION_AGE_DAYS": str(MAX_AGE_DAYS),
-        "FRAUDSCREEN_SERVER_GRACE_SECONDS": "2",
-    }
+    """FRAUDSCREEN_* settings of every gateway here: the load tests' throwaway gateway
+    (loopback, own journal and key) with this predictor, accepting the oldest traffic."""
+    return loadtest_gateway_env(
+        directory,
+        FRAUDSCREEN_MODEL_PREDICTOR=predictor,
+        FRAUDSCREEN_SCREENING_MAX_TRANSACTION_AGE_DAYS=str(MAX_AGE_DAYS),
+    )
 
 
 # ------------------------------------------------------------------ in-process screening
@@ -539,11 +531,8 @@ def bench_in_process(
 
 # --------------------------------------------------------------------- server processes
 
-_HANDLER_SERIES = re.compile(
-    r"^fraudscreen_request_latency_seconds_(sum|count)"
-    r'\{method="(?:Screen|ScreenStream|ScreenBatch)"\} (\S+)$',
-    re.MULTILINE,
-)
+SCREENING_METHODS = ("Screen", "ScreenStream", "ScreenBatch")
+SERVER_STOP_TIMEOUT = 20.0
 
 
 class ServerProcess:
@@ -570,7 +559,7 @@ class ServerProcess:
             command = [sys.executable, "-m", "loadtests.bench_service", "--serve", self.spec.stack]
             command += ["--echo"] if self.spec.echo else []
         predictor = "native" if self.spec.echo else self.spec.predictor
-        env = {**os.environ, **gateway_env(self.directory, predictor), **self.spec.environment}
+        env = process_env({**gateway_env(self.directory, predictor), **self.spec.environment})
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=ROOT
@@ -599,7 +588,7 @@ class ServerProcess:
         return self._psutil
 
     def cpu_seconds(self) -> float:
-        return _cpu(self.process)
+        return process_seconds(self.process)
 
     def handler_totals(self) -> tuple[float, float] | None:
         """(seconds, items) the servicer spent handling Screen/ScreenStream/ScreenBatch
@@ -607,25 +596,17 @@ class ServerProcess:
         histogram; None for a server without metrics."""
         if self.metrics_port is None:
             return None
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as reply:  # loopback only
-            text = reply.read().decode()
-        totals = {"sum": 0.0, "count": 0.0}
-        for kind, value in _HANDLER_SERIES.findall(text):
-            totals[kind] += float(value)
-        return totals["sum"], totals["count"]
+        seconds = items = 0.0
+        for method, (spent, count) in latency_totals(self.metrics_port, timeout=10).items():
+            if method in SCREENING_METHODS:
+                seconds += spent
+                items += count
+        return seconds, items
 
     def stop(self) -> None:
         """SIGTERM (drain), then SIGKILL if it does not exit in time."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        if self._process is not None:
+            stop_process(self._process, timeout=SERVER_STOP_TIMEOUT)
 
     def _events(self) -> dict[str, dict[str, Any]]:
         events: dict[str, dict[str, Any]] = {}
@@ -639,34 +620,26 @@ class ServerProcess:
         return events
 
     def _tail(self) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all cores; steal counts as busy)."""
-    t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
+        return tail_log(self.log_path, 20)
 
 
 class ForeignLoad:
     """CPU that processes other than ours used over a window, in cores. A benchmark on a
-    shared box must say when someone else was busy: it skews every number."""
+    shared box must say when someone else was busy: it skews every number.
+
+    Steal counts as busy here (unlike loadtests.cpu's MACHINE row): CPU a hypervisor
+    gave to another tenant is foreign load too."""
 
     def __init__(self, ours: Sequence[psutil.Process]) -> None:
         self._ours = [psutil.Process(), *ours]  # this process too: it samples and parses
         self._began = time.monotonic()
-        self._busy = _machine_busy()
-        self._own = sum(_cpu(p) for p in self._ours)
+        self._busy = machine_busy_seconds(include_steal=True)
+        self._own = sum(process_seconds(p) for p in self._ours)
 
     def cores(self) -> float:
         elapsed = time.monotonic() - self._began
-        busy = _machine_busy() - self._busy
-        own = sum(_cpu(p) for p in self._ours) - self._own
+        busy = machine_busy_seconds(include_steal=True) - self._busy
+        own = sum(process_seconds(p) for p in self._ours) - self._own
         return max(0.0, busy - own) / elapsed if elapsed > 0 else 0.0
 
 
@@ -804,13 +777,22 @@ def _announce(event: str, **fields: object) -> None:
 
 
 def _serve_sync_echo(config: GatewayConfig) -> None:
-    """The sync transport floor, built like Gateway._grpc_server; runs until SIGTERM."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.server.max_workers),
-        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+    """The sync transport floor, built as Gateway._grpc_server builds the gateway's server
+    (health and reflection included, never called here); runs until SIGTERM."""
+    from grpc_health.v1 import health
+
+    from fraudscreen.transport.grpc_server import build_server
+    from fraudscreen.transport.servicer import SCREENING_SERVICE
+
+    server = build_server(
+        handlers=echo_handler("sync"),
+        health_servicer=health.HealthServicer(experimental_non_blocking=True),
+        service_name=SCREENING_SERVICE,
+        max_workers=config.server.max_workers,
+        thread_prefix="rpc",
         options=grpc_server_options(config),
+        max_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )
-    server.add_generic_rpc_handlers((echo_handler("sync"),))
     port = server.add_insecure_port(config.server.listen)
     server.start()
     _announce("gateway.listening", port=port, stack="sync", echo=True)
@@ -865,10 +847,9 @@ def serve_variant(stack: str, echo: bool) -> int:
     """``--serve aio`` / ``--serve STACK --echo``: the server variants ``fraudscreen serve``
     does not offer, from the same FRAUDSCREEN_* config. The aio gateway is the same Gateway
     object (journal, state, model, validator, servicer, metrics) minus its sync server."""
-    from fraudscreen.config import load_config, parse_host_port
+    from fraudscreen.config import load_config
     from fraudscreen.logs import configure_logging
     from fraudscreen.transport.cpu_placement import apply_pinning
-    from fraudscreen.transport.metrics import serve_metrics
     from fraudscreen.transport.server import Gateway
 
     config = load_config(None)
@@ -888,14 +869,7 @@ def serve_variant(stack: str, echo: bool) -> int:
         gateway.journal.start()
         gateway.engine.restore()
         gateway.load_model()
-        if config.metrics.listen:  # as Gateway._start_metrics
-            journal = gateway.journal
-            gateway.metrics.watch_journal(
-                lambda: journal.queue_depth, lambda: journal.committed, lambda: journal.write_errors
-            )
-            host, port = parse_host_port(config.metrics.listen)
-            metrics_port, stop_metrics = serve_metrics(gateway.metrics, host, port)
-            _announce("metrics.listening", port=metrics_port)
+        _metrics_port, stop_metrics = gateway._start_metrics()  # logs metrics.listening
         asyncio.run(_serve_aio(config, gateway))
     finally:
         if stop_metrics is not None:
@@ -1394,11 +1368,11 @@ class ServerBench:
         handled_before = self.server.handler_totals()  # before any request of this phase
         _sleep_until(start_at)
         server_before = self.server.cpu_seconds()
-        client_before = sum(_cpu(p) for p in clients)
+        client_before = sum(process_seconds(p) for p in clients)
         foreign = ForeignLoad([self.server.process, *self.others, *clients])
         _sleep_until(start_at + seconds)
         server_cpu = self.server.cpu_seconds() - server_before
-        client_cpu = sum(_cpu(p) for p in clients) - client_before
+        client_cpu = sum(process_seconds(p) for p in clients) - client_before
         foreign_cores = foreign.cores()
         results = self.pool.collect(len(tasks), timeout=seconds + 60)
         handled_after = self.server.handler_totals()
@@ -1757,7 +1731,7 @@ def _max_message_bytes() -> int:
     """``server.max_message_bytes`` as the servers load it (defaults + environment)."""
     from fraudscreen.config import load_config
 
-    env = {**os.environ, **gateway_env(Path(tempfile.gettempdir()), "native")}
+    env = process_env(gateway_env(Path(tempfile.gettempdir()), "native"))
     return load_config(None, env).server.max_message_bytes
 
 

@@ -28,9 +28,24 @@ class Usage:
     seconds: float
 
 
-def _busy_seconds() -> float:
+def machine_busy_seconds(*, include_steal: bool = False) -> float:
+    """CPU seconds the whole machine has been busy so far, all cores together.
+
+    Steal (time the hypervisor gave this VM's cores to others) is left out by default, as
+    CpuSampler's MACHINE row has always been; bench_service's ForeignLoad counts it as
+    busy (``include_steal=True``), so another tenant shows up there as foreign load.
+    """
     times = psutil.cpu_times()
-    return float(times.user + times.nice + times.system + times.irq + times.softirq)
+    busy = times.user + times.nice + times.system + times.irq + times.softirq
+    if include_steal:
+        busy += getattr(times, "steal", 0.0)
+    return float(busy)
+
+
+def process_seconds(process: psutil.Process) -> float:
+    """CPU seconds (user + system) one process has used so far; raises psutil.Error."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 class CpuSampler:
@@ -67,17 +82,16 @@ class CpuSampler:
             processes = []
         for process in processes:
             try:
-                times = process.cpu_times()
+                seen[process.pid] = process_seconds(process)
             except psutil.Error:
                 continue  # ended between listing and reading: keep its last value
-            seen[process.pid] = float(times.user + times.system)
         return sum(seen.values())
 
     def sample(self) -> None:
         with self._lock:
             now = time.time()
             values = {role: self._tree_seconds(role, pid) for role, pid in self._roots.items()}
-            values[MACHINE] = _busy_seconds()
+            values[MACHINE] = machine_busy_seconds()
             self._times.append(now)
             self._samples.append(values)
 

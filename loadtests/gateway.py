@@ -16,11 +16,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,7 +37,6 @@ class GatewayError(RuntimeError):
 class RunningGateway:
     address: str
     pid: int
-    log_path: Path
     metrics_port: int | None
 
 
@@ -58,39 +57,56 @@ def _pump(stream: IO[str], log: IO[str], ports: dict[str, int], ready: threading
     ready.set()  # stream closed: the process ended; the caller checks why
 
 
-def _tail(path: Path, count: int = 15) -> str:
+def tail_log(path: Path, count: int = 15) -> str:
+    """The last ``count`` lines of a log file, for an error message."""
     try:
         return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-count:])
     except OSError:
         return "(no log)"
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM (the gateway drains and exits 0), SIGKILL if it does not within the timeout."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_TIMEOUT_S)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
+        process.wait(timeout=timeout)
+
+
+def gateway_env(directory: Path, **extra: str) -> dict[str, str]:
+    """FRAUDSCREEN_* settings of every throwaway gateway: loopback, ephemeral ports, its own
+    site key and journal in ``directory``, requests logged as a busy site would. ``extra``
+    adds or overrides settings (``FRAUDSCREEN_...="value"``)."""
+    return {
+        "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
+        "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",  # on by default in production
+        "FRAUDSCREEN_SITE_KEY_FILE": str(directory / "site.key"),
+        "FRAUDSCREEN_JOURNAL_PATH": str(directory / "journal.sqlite3"),
+        "FRAUDSCREEN_LOGGING_REQUESTS": "non_approve",
+        "FRAUDSCREEN_SERVER_GRACE_SECONDS": "2",
+        **extra,
+    }
+
+
+def process_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus ``settings``, for a gateway started from it (or
+    for ``load_config`` to see what that gateway will see). FRAUDSCREEN_CONFIG is
+    dropped: the gateway is configured by ``settings`` alone, so a developer's config
+    file cannot leak in."""
+    env = {**os.environ, **settings}
+    env.pop("FRAUDSCREEN_CONFIG", None)
+    return env
 
 
 @contextmanager
 def local_gateway(log_path: Path, cpus: set[int] | None = None) -> Iterator[RunningGateway]:
     """A gateway on 127.0.0.1 with an ephemeral port, stopped on exit whatever happens."""
     with tempfile.TemporaryDirectory(prefix="fraudscreen-loadtest-") as workdir:
-        env = {
-            **os.environ,
-            "FRAUDSCREEN_SERVER_LISTEN": "127.0.0.1:0",
-            "FRAUDSCREEN_METRICS_LISTEN": "127.0.0.1:0",
-            "FRAUDSCREEN_SITE_KEY_FILE": str(Path(workdir) / "site.key"),
-            "FRAUDSCREEN_JOURNAL_PATH": str(Path(workdir) / "journal.sqlite3"),
-            "FRAUDSCREEN_LOGGING_REQUESTS": "non_approve",
-            "FRAUDSCREEN_SERVER_GRACE_SECONDS": "2",
-        }
-        env.pop("FRAUDSCREEN_CONFIG", None)  # this gateway is configured by the lines above
+        env = process_env(gateway_env(Path(workdir)))
         with log_path.open("w") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "fraudscreen", "serve"],
@@ -105,7 +121,7 @@ def local_gateway(log_path: Path, cpus: set[int] | None = None) -> Iterator[Runn
             try:
                 yield _await_ready(process, log, log_path)
             finally:
-                _stop(process)
+                stop_process(process)
 
 
 def _await_ready(process: subprocess.Popen[str], log: IO[str], log_path: Path) -> RunningGateway:
@@ -126,12 +142,11 @@ def _await_ready(process: subprocess.Popen[str], log: IO[str], log_path: Path) -
         raise GatewayError(
             f"the gateway {state}; see {log_path} (last lines below). Check that "
             "`fraudscreen serve` starts by hand and that the model bundle compiles.\n"
-            + _tail(log_path)
+            + tail_log(log_path)
         )
     return RunningGateway(
         f"127.0.0.1:{ports['gateway.listening']}",
         process.pid,
-        log_path,
         ports.get("metrics.listening"),
     )
 
@@ -144,12 +159,20 @@ def handler_means_us(metrics_port: int | None) -> dict[str, float]:
     """
     if metrics_port is None:
         return {}
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
+        totals = latency_totals(metrics_port)
     except OSError:
         return {}
+    return {m: 1e6 * seconds / count for m, (seconds, count) in sorted(totals.items()) if count}
+
+
+def latency_totals(metrics_port: int, timeout: float = 5.0) -> dict[str, tuple[float, float]]:
+    """{method: (seconds, items)} the gateway has spent screening so far, by method (a
+    batch observes each transaction), from its own latency histogram's _sum and _count.
+    Raises OSError if the metrics endpoint cannot be read."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
+        text = response.read().decode()
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -161,4 +184,4 @@ def handler_means_us(metrics_port: int | None) -> dict[str, float]:
                 sums[method] = sample.value
             elif sample.name.endswith("_count"):
                 counts[method] = sample.value
-    return {m: 1e6 * sums[m] / counts[m] for m in sorted(sums) if counts.get(m)}
+    return {method: (seconds, counts.get(method, 0.0)) for method, seconds in sums.items()}
