@@ -61,13 +61,13 @@ class ActiveModel:
     ) -> ActiveModel:
         """`native=False` scores with LightGBM itself (the benchmark baseline);
         `require_native` raises CompileError rather than fall back to LightGBM."""
-        schema = bundle.bin_schema
+        input_schema = bundle.input_schema
         # One LightGBM load serves the parity check, the explainer check and any fallback.
         reference = LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
         return cls(
             version=bundle.model_version,
-            transform=schema.transform if schema is not None and bundle.reads_bin_codes else None,
-            bin_schema=schema,
+            transform=input_schema.transform if input_schema is not None else None,
+            bin_schema=bundle.bin_schema,
             predictor=load_predictor(bundle, options, reference, fallback=not require_native)
             if native
             else reference,

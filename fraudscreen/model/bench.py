@@ -93,11 +93,9 @@ def benchmark_bundle(
     reference = tl2cgen.Predictor(str(compiled.library), nthread=1)
     booster = lightgbm.Booster(model_str=bundle.model_text)
     if data is None:
-        data = (
-            bundle.bin_schema.transform_matrix(realistic_rows(rows))
-            if bundle.reads_bin_codes and bundle.bin_schema is not None
-            else realistic_rows(rows)
-        )
+        schema = bundle.input_schema
+        data = realistic_rows(rows)
+        data = schema.transform_matrix(data) if schema is not None else data
     matrix = np.ascontiguousarray(data[:rows])
     row_list = [[float(v) for v in row] for row in matrix]
 

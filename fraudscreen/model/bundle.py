@@ -161,6 +161,12 @@ class Bundle:
         return self.manifest.model_input == MODEL_INPUT_BIN_CODES
 
     @property
+    def input_schema(self) -> BinSchema | None:
+        """The schema that turns feature rows into this model's input, if it reads codes
+        (`load_bundle` refuses a code-reading bundle without one)."""
+        return self.bin_schema if self.reads_bin_codes else None
+
+    @property
     def model_version(self) -> str:
         return self.manifest.model_version
 

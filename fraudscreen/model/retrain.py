@@ -111,11 +111,8 @@ def _history_sets(
     ]
     if current is not None:
         booster = lightgbm.Booster(model_str=current.model_text)
-        current_rows = (
-            current.bin_schema.transform_matrix(rows)
-            if current.reads_bin_codes and current.bin_schema
-            else rows
-        )
+        current_schema = current.input_schema
+        current_rows = current_schema.transform_matrix(rows) if current_schema is not None else rows
         sets.append(
             ScoredSet(
                 f"current ({current.model_version})",
