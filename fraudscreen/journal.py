@@ -490,11 +490,15 @@ class _WriteQueue:
             return JournalClosedError(f"journal writer for {self.path} stopped; see the log")
         return JournalClosedError(f"journal {self.path} is closed")
 
+    @property
+    def full(self) -> bool:
+        return self.records >= self.max_records
+
     def put_record(self, record: ScreenedRecord) -> None:
         with self.cond:
             if self.closed or self.crashed:
                 raise self.closed_error()
-            if self.records >= self.max_records:
+            if self.full:
                 raise JournalBackpressureError(
                     f"journal queue is full ({self.records} records waiting): answer "
                     f"UNAVAILABLE so the terminal retries; operator: check that {self.path} is "
@@ -871,6 +875,11 @@ class Journal:
     def queue_depth(self) -> int:
         """Screened records waiting for the writer (what `max_queue` bounds)."""
         return self._queue.records
+
+    @property
+    def queue_full(self) -> bool:
+        """`submit` would refuse a record now: callers check before deciding anything."""
+        return self._queue.full
 
     @property
     def committed(self) -> int:

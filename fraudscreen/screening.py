@@ -225,7 +225,7 @@ class ScreeningEngine:
             entry = self._recent.get(tx.key)
             owner = entry is None
             if entry is None:
-                if self.journal.queue_depth >= self.journal.settings.max_queue:
+                if self.journal.queue_full:
                     raise ScreeningUnavailableError(
                         "journal backlog is full; retry shortly (operator: check the disk)"
                     )

@@ -267,7 +267,9 @@ def test_purge_applies_retention_and_returns_count(journal: Journal) -> None:
 def test_full_queue_raises_backpressure_and_close_still_drains(tmp_path: Path) -> None:
     journal = Journal(settings(tmp_path, max_queue=3))
     for index in range(3):
+        assert not journal.queue_full
         journal.submit(record(index))
+    assert journal.queue_full
     with pytest.raises(JournalBackpressureError, match="UNAVAILABLE"):
         journal.submit(record(3))
     assert journal.queue_depth == 3
