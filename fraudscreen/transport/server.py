@@ -23,7 +23,6 @@ from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, JournalSettings
 from fraudscreen.localtime import SiteClock
 from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
-from fraudscreen.model.compile import CompileOptions
 from fraudscreen.model.releases import ReleaseError
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
@@ -127,7 +126,7 @@ class Gateway:
             slot=self.slot,
             engine=self.engine,
             policy=self.policy,
-            on_swap=lambda model: self.metrics.set_model(model.version, model.predictor.kind),
+            on_swap=self._show_model,
             on_result=self._update_result,
         )
         self._running: _Running | None = None
@@ -191,13 +190,13 @@ class Gateway:
 
     def load_model(self) -> None:
         """Load the configured bundle; on failure keep answering with the stand-in policy."""
-        options = CompileOptions(
-            compiler=self.config.model.compiler, cache_dir=self.config.model.cache_dir
-        )
         try:
             bundle = self._release_or_configured_bundle()
             model = ActiveModel.from_bundle(
-                bundle, self.policy, options, native=self.config.model.predictor == "native"
+                bundle,
+                self.policy,
+                self.updater.compile_options,
+                native=self.config.model.predictor == "native",
             )
         except (BundleError, OSError, ValueError) as exc:
             log.error(
@@ -210,7 +209,7 @@ class Gateway:
             self.metrics.set_model(None, "none")
             return
         self.slot.swap(model)
-        self.metrics.set_model(model.version, model.predictor.kind)
+        self._show_model(model)
         log.info(
             "model.loaded",
             model_version=model.version,
@@ -231,6 +230,9 @@ class Gateway:
             )
             release = None
         return release if release is not None else load_bundle(self.config.model.bundle)
+
+    def _show_model(self, model: ActiveModel) -> None:
+        self.metrics.set_model(model.version, model.predictor.kind)
 
     def _update_result(self, result: str, reason: str | None) -> None:
         self.metrics.model_updates.labels(result).inc()

@@ -55,7 +55,7 @@ class ModelUpdater(HubWorker):
             if config.model.trusted_keys
             else []
         )
-        self._options = CompileOptions(
+        self.compile_options = CompileOptions(
             compiler=config.model.compiler, cache_dir=config.model.cache_dir
         )
         self._on_swap = on_swap
@@ -84,7 +84,7 @@ class ModelUpdater(HubWorker):
         try:
             bundle = self.store.stage(version, files, self.trusted)
             candidate = ActiveModel.from_bundle(
-                bundle, self.policy, self._options, require_native=True
+                bundle, self.policy, self.compile_options, require_native=True
             )
         except (ReleaseError, CompileError, OSError, ValueError) as exc:
             self._failed.add(version)
@@ -154,7 +154,7 @@ class ModelUpdater(HubWorker):
         )
         if live is not None and live.version == bundle.model_version:
             return
-        model = ActiveModel.from_bundle(bundle, self.policy, self._options)
+        model = ActiveModel.from_bundle(bundle, self.policy, self.compile_options)
         self.slot.swap(model)
         self._on_swap(model)
         self._on_result("rolled_back", None)
