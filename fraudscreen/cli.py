@@ -212,7 +212,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
     from fraudscreen.logs import luhn_valid
-    from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+    from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer, load_or_create_site_key
 
     config = load_config(args.config)
     tokenizer = CardTokenizer(load_or_create_site_key(config.site.key_file))
@@ -220,7 +220,7 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         pan = line.strip().replace(" ", "")
         if not pan:
             continue
-        if not (pan.isdigit() and 12 <= len(pan) <= 19 and luhn_valid(pan)):
+        if not (CARD_NUMBER.fullmatch(pan) and luhn_valid(pan)):
             print(f"line {number}: not a card number (12-19 digits, Luhn)", file=sys.stderr)
             return 2
         print(tokenizer.tokenize(pan))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -19,6 +20,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 KEY_BYTES = 32
+CARD_NUMBER = re.compile(r"[0-9]{12,19}")  # ASCII digits only: a PAN as terminals send it
 
 
 class SiteKeyError(RuntimeError):

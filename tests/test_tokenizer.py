@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +25,22 @@ def test_short_key_and_repr_never_show_the_key() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CardTokenizer(b"short")
     assert "hidden" in repr(CardTokenizer(b"k" * 32))
+
+
+def test_tokenize_command_prints_tokens_and_names_bad_lines(tmp_path: Path) -> None:
+    env = {**os.environ, "FRAUDSCREEN_SITE_KEY_FILE": str(tmp_path / "site.key")}
+    env.pop("FRAUDSCREEN_CONFIG", None)
+    command = [sys.executable, "-m", "fraudscreen", "tokenize"]
+    done = subprocess.run(
+        command, input="4111 1111 1111 1111\n", env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    key = (tmp_path / "site.key").read_bytes()
+    assert done.stdout.strip() == CardTokenizer(key).tokenize("4111111111111111")
+    arabic_indic = "".join(chr(0x0660 + int(c)) for c in "4111111111111111")
+    for bad in ("4111111111111112", arabic_indic):
+        refused = subprocess.run(
+            command, input=bad + "\n", env=env, capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 2
+        assert "line 1: not a card number" in refused.stderr

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from fraudscreen.currency import is_currency_code
 from fraudscreen.localtime import SiteClock
 from fraudscreen.logs import luhn_valid
-from fraudscreen.tokenizer import CardTokenizer
+from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer
 from fraudscreen.transaction import EntryMode, Outcome, Transaction
 from fraudscreen.v1 import screening_pb2 as pb
 
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
-_PAN = re.compile(r"^[0-9]{12,19}$")
 MAX_AMOUNT_MINOR = 10**12
 
 
@@ -61,7 +60,7 @@ class RequestValidator:
         _check_id(request.transaction_id, "transaction_id", bad)
         _check_id(request.terminal_id, "terminal_id", bad)
         pan = request.pan
-        if not _PAN.match(pan):
+        if not CARD_NUMBER.fullmatch(pan):
             bad.append(FieldViolation("pan", "must be 12 to 19 digits"))
         elif not luhn_valid(pan):
             bad.append(FieldViolation("pan", "fails the Luhn check digit"))
