@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.binning import BinSchema, Cell
 
-Cell = tuple[int, ...]
 StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
 # How a batch was released (privacy.release.Mechanism). Batches stored before the hub knew
 # kinds were all "threshold".

@@ -28,8 +28,7 @@ from fraudscreen.model.train_aggregates import (
     weighted_rows,
     write_aggregate_bundle,
 )
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.release import Cell
+from fraudscreen.privacy.binning import BinSchema, Cell
 
 Table = dict[Cell, tuple[int, int]]
 

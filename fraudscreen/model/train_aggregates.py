@@ -35,8 +35,8 @@ from fraudscreen.model.bundle import (
     Thresholds,
     write_bundle,
 )
-from fraudscreen.privacy.binning import MISSING_CODE, BinSchema
-from fraudscreen.privacy.release import Cell, NoisyTable
+from fraudscreen.privacy.binning import MISSING_CODE, BinSchema, Cell
+from fraudscreen.privacy.release import NoisyTable
 
 CountTable = Mapping[Cell, tuple[int, int]]
 """A released-style table: cell -> (total, fraud). Exact tables are (genuine, fraud)."""

@@ -15,8 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.release import Cell
+from fraudscreen.privacy.binning import BinSchema, Cell
 
 DAY = 86_400
 

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from fraudscreen.features.definitions import FEATURE_NAMES
 
 MISSING_CODE = -1
+Cell = tuple[int, ...]  # one bin code per binned feature: what aggregates are counted by
 
 # Chosen from domain knowledge of what separates fraud in this simulator and at a till:
 # amount bands (the handbook's > 220), delayed terminal risk, an amount unusual for the
@@ -173,7 +174,7 @@ class BinSchema:
             )
         return schema
 
-    def cell(self, row: Sequence[float]) -> tuple[int, ...]:
+    def cell(self, row: Sequence[float]) -> Cell:
         """Codes of the binned features only: the key of an aggregate cell."""
         return tuple(_code(row[i], self.edges[i]) for i in self.binned)
 
@@ -213,7 +214,7 @@ class BinSchema:
         """Number of possible cells (without enumerating them)."""
         return math.prod(high - low + 1 for low, high in self.code_ranges())
 
-    def domain(self) -> tuple[tuple[int, ...], ...]:
+    def domain(self) -> tuple[Cell, ...]:
         """Every possible cell, sorted: the product of each binned feature's codes
         0..len(edges), plus the missing code -1 for nullable features. Public: it follows
         from the schema alone, never from data."""

@@ -70,10 +70,9 @@ from fraudscreen.model.train_aggregates import (
     train_from_table,
 )
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import (
     MECHANISMS,
-    Cell,
     Mechanism,
     NoisyTable,
     ReleaseParameters,

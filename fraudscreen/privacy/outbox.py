@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import (
     MECHANISMS,
-    Cell,
     Mechanism,
     NoisyTable,
     ReleaseParameters,

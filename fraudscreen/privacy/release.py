@@ -62,9 +62,8 @@ from typing import Any, Literal
 
 import opendp.prelude as dp
 
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.binning import BinSchema, Cell
 
-Cell = tuple[int, ...]
 CountKey = tuple[Cell, int]  # (cell, label)
 Mechanism = Literal["known_domain", "threshold"]
 MECHANISMS: tuple[Mechanism, ...] = ("known_domain", "threshold")

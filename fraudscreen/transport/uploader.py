@@ -23,9 +23,9 @@ import structlog
 from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.journal import Journal
 from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
-from fraudscreen.privacy.release import Cell, ReleaseParameters
+from fraudscreen.privacy.release import ReleaseParameters
 from fraudscreen.transport.channels import client_channel
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
