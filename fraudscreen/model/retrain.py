@@ -23,6 +23,7 @@ from fraudscreen.model.bundle import Bundle, Manifest, load_bundle
 from fraudscreen.model.report_html import ScoredSet, write_report
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
+    WeightedRows,
     clamp_counts,
     train_from_table,
     weighted_rows,
@@ -83,8 +84,7 @@ def thin(table: Table, share: float, seed: int) -> tuple[Table, Table]:
     return training, held_out
 
 
-def _table_set(booster: lightgbm.Booster, table: Table, schema: BinSchema, name: str) -> ScoredSet:
-    rows = weighted_rows(table, schema)
+def _table_set(booster: lightgbm.Booster, rows: WeightedRows, name: str) -> ScoredSet:
     return ScoredSet(name, rows.labels, np.asarray(booster.predict(rows.rows)), rows.weights)
 
 
@@ -92,7 +92,7 @@ def _history_sets(
     history_path: Path,
     new: lightgbm.Booster,
     schema: BinSchema,
-    current: Bundle | None,
+    current: tuple[Bundle, lightgbm.Booster] | None,
     eval_days: int,
 ) -> tuple[str, list[ScoredSet]]:
     frame = hist.load_history(history_path)
@@ -109,12 +109,12 @@ def _history_sets(
         )
     ]
     if current is not None:
-        booster = lightgbm.Booster(model_str=current.model_text)
-        current_schema = current.input_schema
+        bundle, booster = current
+        current_schema = bundle.input_schema
         current_rows = current_schema.transform_matrix(rows) if current_schema is not None else rows
         sets.append(
             ScoredSet(
-                f"current ({current.model_version})",
+                f"current ({bundle.model_version})",
                 labels,
                 np.asarray(booster.predict(current_rows)),
             )
@@ -151,8 +151,12 @@ def retrain_from_export(
         trained_on=f"hub export {export.name}",
         source=[export.name],
     )
-    current_bundle = load_bundle(current) if current is not None else None
-    holdout_set = _table_set(booster, held_out, schema, "new (trained on DP aggregates)")
+    current_model: tuple[Bundle, lightgbm.Booster] | None = None
+    if current is not None:
+        current_bundle = load_bundle(current)
+        current_model = (current_bundle, lightgbm.Booster(model_str=current_bundle.model_text))
+    held_out_rows = weighted_rows(held_out, schema)  # scored by both models below
+    holdout_set = _table_set(booster, held_out_rows, "new (trained on DP aggregates)")
     sections: list[tuple[str, list[ScoredSet]]] = []
     table_sets = [holdout_set]
     notes = [
@@ -160,20 +164,19 @@ def retrain_from_export(
         f"{holdout:.0%} (binomial thinning of every cell); thresholds review >= "
         f"{manifest.thresholds.review:.4f}, decline >= {manifest.thresholds.decline:.4f}.",
     ]
-    if current_bundle is not None:
-        if current_bundle.reads_bin_codes and current_bundle.bin_schema == schema:
-            old = lightgbm.Booster(model_str=current_bundle.model_text)
-            table_sets.append(
-                _table_set(old, held_out, schema, f"current ({current_bundle.model_version})")
-            )
+    if current_model is not None:
+        old_bundle, old = current_model
+        if old_bundle.reads_bin_codes and old_bundle.bin_schema == schema:
+            label = f"current ({old_bundle.model_version})"
+            table_sets.append(_table_set(old, held_out_rows, label))
         else:
             notes.append(
-                f"The current model {current_bundle.model_version} reads raw features, "
+                f"The current model {old_bundle.model_version} reads raw features, "
                 "so it is compared on a labelled history only (--history)."
             )
     sections.append(("Held-out share of the hub's table (weighted by counts)", table_sets))
     if history is not None:
-        sections.append(_history_sets(history, booster, schema, current_bundle, eval_days))
+        sections.append(_history_sets(history, booster, schema, current_model, eval_days))
     report = write_report(
         out_dir.parent / f"{out_dir.name}.report.html",
         f"fraudscreen model report: {manifest.model_version}",
