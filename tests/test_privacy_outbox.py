@@ -108,6 +108,8 @@ def test_a_period_is_noised_once_and_resent_as_stored(tmp_path: Path, mechanism:
 def test_budget_refuses_and_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     outbox = PrivacyOutbox(path, budget=2.5)
+    with sqlite3.connect(path) as conn:  # readers never block the gateway's writer
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     for day in range(2):
         assert outbox.release("s", Period(day * DAY, (day + 1) * DAY), SCHEMA, PARAMS, _table)
     with pytest.raises(BudgetExhaustedError, match=r"spent epsilon 2 of 2\.5"):

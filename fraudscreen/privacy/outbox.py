@@ -130,13 +130,13 @@ class PrivacyOutbox:
         self.path = Path(path)
         self.budget = budget
         with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")  # stored in the file: once is enough
             conn.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             yield conn
         finally:
             conn.close()
