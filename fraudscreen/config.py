@@ -278,8 +278,10 @@ class SiteConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"  # host:port, IPv6 as [::1]:50051; port 0 = ephemeral
-    max_workers: int = 16
-    max_concurrent_rpcs: int = 256  # beyond it the server answers RESOURCE_EXHAUSTED
+    max_workers: int = 16  # health and reflection calls at once (each has a thread)
+    max_concurrent_rpcs: int = 256  # unary screening calls at once; past it RESOURCE_EXHAUSTED
+    max_streams: int = 64  # ScreenStream calls open at once; past it RESOURCE_EXHAUSTED
+    idle_timeout: float = 60.0  # seconds without a request message before a call is ended
     max_message_bytes: int = 512 * 1024  # fits the answer to a full ScreenBatch (500)
     grace_seconds: float = 10.0  # drain time on SIGTERM
     pin_cpu: str = "auto"  # the process on one CPU: "auto", "off" or a CPU number
@@ -293,7 +295,9 @@ class ServerConfig:
             "pin_cpu",
         )
         _check_range("max_workers", self.max_workers, 1, 1024)
-        _check_range("max_concurrent_rpcs", self.max_concurrent_rpcs, 1, 100_000)
+        _check_range("max_concurrent_rpcs", self.max_concurrent_rpcs, 1, 10_000)
+        _check_range("max_streams", self.max_streams, 1, 10_000)
+        _check_range("idle_timeout", self.idle_timeout, 0.1, 86_400)
         _check_range("max_message_bytes", self.max_message_bytes, 1024, 64 * 1024 * 1024)
         _check_range("grace_seconds", self.grace_seconds, 0, 600)
 
@@ -877,10 +881,19 @@ key_file = "var/site.key"
 # The default accepts connections from this machine only; to serve terminals use
 # "0.0.0.0:50051" or "[::]:50051" together with [server.tls].
 listen = "127.0.0.1:50051"
-# Worker threads of the gRPC server (1..1024).
+# Each kind of call has its own limit and its own threads (one per call admitted), so idle
+# or slow callers of one kind cannot delay another; a call past its kind's limit is refused
+# at once with RESOURCE_EXHAUSTED (README, "Reliability").
+# Health and reflection calls at once (1..1024).
 max_workers = 16
-# Requests in flight beyond this are answered RESOURCE_EXHAUSTED (1..100000).
+# Unary screening calls (Screen, ScreenBatch, ReportOutcome) at once (1..10000).
 max_concurrent_rpcs = 256
+# ScreenStream calls open at once (1..10000); keep it below the number of POS hosts' streams
+# you expect plus a margin.
+max_streams = 64
+# Seconds a call may go without a request message (a quiet stream, a unary call whose request
+# never arrives) before it is ended with UNAVAILABLE and the log names the peer (0.1..86400).
+idle_timeout = 60.0
 # Largest request or response message in bytes (1 KiB..64 MiB).
 # A ScreenBatch is capped so its worst-case answer fits (500 at the default).
 max_message_bytes = 524288

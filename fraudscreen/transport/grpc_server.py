@@ -50,11 +50,15 @@ def build_server(
     thread_prefix: str,
     options: Sequence[tuple[str, Any]],
     max_concurrent_rpcs: int | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
 ) -> grpc.Server:
+    """`max_concurrent_rpcs` is gRPC's own global limit; the gateway leaves it unset and
+    admits calls per kind with an interceptor instead (transport/admission.py)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=list(options),
+        interceptors=list(interceptors),
     )
     server.add_generic_rpc_handlers((handlers,))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

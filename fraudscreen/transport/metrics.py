@@ -45,6 +45,10 @@ class GatewayMetrics:
     epsilon_budget: Gauge
     sync_last_push: Gauge
     model_updates: Counter
+    calls_open: Gauge
+    calls_refused: Counter
+    calls_idle_ended: Counter
+    deadline_unscreened: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -123,6 +127,30 @@ class GatewayMetrics:
             sync_last_push=Gauge(
                 "fraudscreen_sync_last_success_timestamp_seconds",
                 "when the hub last acknowledged a batch (0: never)",
+                registry=registry,
+            ),
+            calls_open=Gauge(
+                "fraudscreen_calls_open",
+                "admitted calls in progress by kind (unary, stream, service)",
+                ["kind"],
+                registry=registry,
+            ),
+            calls_refused=Counter(
+                "fraudscreen_calls_refused",
+                "calls refused RESOURCE_EXHAUSTED because their kind was at its limit",
+                ["kind"],
+                registry=registry,
+            ),
+            calls_idle_ended=Counter(
+                "fraudscreen_calls_idle_ended",
+                "calls ended after server.idle_timeout without a request message",
+                ["kind"],
+                registry=registry,
+            ),
+            deadline_unscreened=Counter(
+                "fraudscreen_deadline_unscreened",
+                "batch items not screened because the caller's deadline had passed",
+                ["method"],
                 registry=registry,
             ),
         )

@@ -28,11 +28,17 @@ from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+from fraudscreen.transport.admission import STREAM, UNARY, Admission, Limits
 from fraudscreen.transport.cpu_placement import apply_pinning
 from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
-from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
+from fraudscreen.transport.servicer import (
+    SCREENING_SERVICE,
+    STREAM_METHODS,
+    UNARY_METHODS,
+    ScreeningServicer,
+)
 from fraudscreen.transport.updater import ModelUpdater
 from fraudscreen.transport.uploader import SyncAgent
 from fraudscreen.transport.validation import RequestValidator, ValidationRules
@@ -112,6 +118,20 @@ class Gateway:
             log_approvals=config.logging.requests == "all",
             max_message_bytes=config.server.max_message_bytes,
         )
+        settings = config.server
+        self.admission = Admission(
+            Limits(
+                unary=settings.max_concurrent_rpcs,
+                stream=settings.max_streams,
+                service=settings.max_workers,
+                idle_timeout=settings.idle_timeout,
+            ),
+            {f"/{SCREENING_SERVICE}/{name}": UNARY for name in UNARY_METHODS}
+            | {f"/{SCREENING_SERVICE}/{name}": STREAM for name in STREAM_METHODS},
+            on_refused=lambda kind: self.metrics.calls_refused.labels(kind).inc(),
+            on_idle_ended=lambda kind: self.metrics.calls_idle_ended.labels(kind).inc(),
+            on_open_changed=lambda kind, n: self.metrics.calls_open.labels(kind).set(n),
+        )
         self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
         self.sync_agent = SyncAgent(
             site_id=config.site.id,
@@ -157,6 +177,7 @@ class Gateway:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         server = self._grpc_server()
         address, bound = bind(server, self.config.server.listen, self.config.server.tls)
+        self.admission.start()
         server.start()
         metrics_port, stop_metrics = self._start_metrics()
         self._running = _Running(server, bound, metrics_port, stop_metrics)
@@ -255,6 +276,7 @@ class Gateway:
         self.updater.stop()
         if self._running is not None:
             self._running.server.stop(grace).wait()
+            self.admission.stop()
             if self._running.stop_metrics is not None:
                 self._running.stop_metrics()
         self.journal.close()
@@ -266,10 +288,10 @@ class Gateway:
             handlers=self.servicer.handlers(),
             health_servicer=self.health,
             service_name=SCREENING_SERVICE,
-            max_workers=settings.max_workers,
+            max_workers=settings.max_workers,  # only calls that hold no thread (health Watch)
             thread_prefix="rpc",
             options=server_options(settings.max_message_bytes, keepalive=True),
-            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            interceptors=[self.admission],
         )
 
     def _start_metrics(self) -> tuple[int | None, Callable[[], None] | None]:

@@ -30,6 +30,8 @@ log = structlog.get_logger("fraudscreen.requests")
 
 SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 _EMPTY_SCREEN = pb.ScreenRequest()
+UNARY_METHODS = ("Screen", "ScreenBatch", "ReportOutcome")
+STREAM_METHODS = ("ScreenStream",)
 MAX_BATCH = 500
 # Worst case of one ScreenStreamResponse: 64-character ids (twice), three reason codes,
 # a long model version. A batch whose answer could exceed the message limit is refused
