@@ -623,7 +623,7 @@ def test_other_environment_variables_are_ignored(tmp_path: Path) -> None:
 
 def test_env_names_are_unique_and_derived_from_setting_names() -> None:
     names = [env_var_name(setting) for setting in ALL_SETTINGS]
-    assert len(set(names)) == len(names) == 56
+    assert len(set(names)) == len(names) == 58
     assert env_var_name("server.tls.cert_file") == "FRAUDSCREEN_SERVER_TLS_CERT_FILE"
     assert env_var_name("metrics.tls.key_file") == "FRAUDSCREEN_METRICS_TLS_KEY_FILE"
 

@@ -6,7 +6,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -335,9 +335,9 @@ def test_stand_in_when_no_model_loads(tmp_path: Path) -> None:
 
 
 def test_overload_answers_resource_exhausted(tmp_path: Path, small_bundle_path: Path) -> None:
-    config = gateway_config(
-        tmp_path, small_bundle_path, {"FRAUDSCREEN_SERVER_MAX_CONCURRENT_RPCS": "2"}
-    )
+    """Streams past `server.max_streams` are refused at once; they never take the capacity
+    of unary calls (tests/test_admission.py covers idle and half-open callers)."""
+    config = gateway_config(tmp_path, small_bundle_path, {"FRAUDSCREEN_SERVER_MAX_STREAMS": "2"})
     with running_gateway(config) as gw:
         channel, stub = stub_for(gw)
         hold = threading.Event()
@@ -349,8 +349,10 @@ def test_overload_answers_resource_exhausted(tmp_path: Path, small_bundle_path: 
         streams = [stub.ScreenStream(slow_requests(), timeout=20) for _ in range(2)]
         for stream in streams:
             next(iter(stream))  # both streams are now in flight
+        overflow = stub.ScreenStream(iter([screen_request("overflow")]), timeout=5)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.Screen(screen_request("overflow"), timeout=5)
+            list(overflow)
+        assert stub.Screen(screen_request("unary-meanwhile"), timeout=5).decision
         hold.set()
         for stream in streams:
             list(stream)
@@ -429,3 +431,55 @@ def test_batch_limit_follows_the_message_limit(tmp_path: Path, small_bundle_path
     assert "at most 102" in bad_fields(caught.value)["requests"]
     assert len(reply.results) == 102
     assert journaled == 102  # the refused batch screened nothing
+
+
+def test_batch_stops_screening_when_the_deadline_passes_on_the_server(
+    gateway: Gateway, stub: pb_grpc.ScreeningStub
+) -> None:
+    """A deadline that expires while the server is mid-batch: the rest is not screened,
+    counted in the metrics, and a retry of the same batch replays exactly what was done.
+
+    The deadline is searched, not assumed: start at half the time a full batch took and
+    halve or grow it until an attempt ends mid-batch (no timing is asserted)."""
+    size = 500
+    unscreened = gateway.metrics.deadline_unscreened.labels("ScreenBatch")
+
+    def batch(tag: str) -> pb.ScreenBatchRequest:
+        return pb.ScreenBatchRequest(
+            requests=[screen_request(f"{tag}-{i}", pan=PANS[i % 4]) for i in range(size)]
+        )
+
+    started = time.perf_counter()
+    stub.ScreenBatch(batch("warm"), timeout=60)
+    timeout = (time.perf_counter() - started) / 2
+    partial: tuple[int, float] | None = None
+    for attempt in range(16):
+        request = batch(f"dl{attempt}")
+        before = unscreened._value.get()
+        code = grpc.StatusCode.OK
+        try:
+            stub.ScreenBatch(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+        assert code in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED)
+        ended_early = code == grpc.StatusCode.DEADLINE_EXCEEDED
+        # the server-side call has ended (it may outlive the client's deadline)
+        assert wait_for(lambda: gateway.admission.open_calls("unary") == 0)
+        retry = stub.ScreenBatch(request, timeout=60)
+        done_before = sum(r.response.replayed for r in retry.results)
+        if ended_early and 0 < done_before < size:
+            partial = (done_before, unscreened._value.get() - before)
+            break
+        timeout = timeout * 2 if done_before == 0 else timeout / 2
+    assert partial is not None, "no attempt ended mid-batch: the deadline is not checked"
+    screened, counted = partial
+    assert counted == size - screened
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

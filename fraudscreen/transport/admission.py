@@ -13,6 +13,8 @@ before the call is handed to a pool), by kind:
   has its own limit and its own thread pool of exactly that size, so an admitted call
   always has a thread (a thread blocked waiting for a message costs a little memory, no
   CPU) and one kind can never take another's threads;
+- a call counts against its limit until its handler returns (not merely until the caller
+  has gone), so the count never exceeds the threads;
 - a call past its kind's limit is refused at once with RESOURCE_EXHAUSTED, by a refusal
   handler that does not wait for the request;
 - a call that has received no message for `idle_timeout` (a stream between messages, a
@@ -235,17 +237,6 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
             count = self._open[kind]
         self._on_open_changed(kind, count)
 
-    def _admitted(self, context: grpc.ServicerContext, kind: str) -> None:
-        released = threading.Event()
-
-        def release() -> None:
-            if not released.is_set():
-                released.set()
-                self._release(kind)
-
-        if not context.add_callback(release):  # the call already ended
-            release()
-
     def _refused(self, kind: str, method: str) -> None:
         self._on_refused(kind)
         now = time.monotonic()
@@ -278,17 +269,20 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
             assert unary is not None
 
             def unary_behaviour(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-                self._admitted(context, kind)
-                watched = watchdog.watch(context, method, kind)
-                try:
-                    request = next(requests, None)
+                try:  # gRPC runs this for every admitted call, cancelled or not
+                    watched = watchdog.watch(context, method, kind)
+                    try:
+                        request = next(requests, None)
+                    finally:
+                        watchdog.forget(watched)
+                    if request is None:
+                        context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            "a unary call needs one request message",
+                        )
+                    return unary(request, context)
                 finally:
-                    watchdog.forget(watched)
-                if request is None:
-                    context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, "a unary call needs one request message"
-                    )
-                return unary(request, context)
+                    self._release(kind)
 
             unary_behaviour.experimental_thread_pool = pool  # type: ignore[attr-defined]
             return grpc.stream_unary_rpc_method_handler(
@@ -303,12 +297,13 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
             def stream_behaviour(
                 requests: Iterator[Any], context: grpc.ServicerContext
             ) -> Iterator[Any]:
-                self._admitted(context, kind)
+                # gRPC always starts this generator; one it abandons is closed when dropped
                 watched = watchdog.watch(context, method, kind)
                 try:
                     yield from stream(_touching(requests, watched), context)
                 finally:
                     watchdog.forget(watched)
+                    self._release(kind)
 
             stream_behaviour.experimental_thread_pool = pool  # type: ignore[attr-defined]
             return grpc.stream_stream_rpc_method_handler(

@@ -50,6 +50,10 @@ class ServiceNotReadyError(RuntimeError):
     pass
 
 
+class DeadlinePassedError(TimeoutError):
+    """The caller's deadline passed before the work started."""
+
+
 class UndecodableRequestError(ValueError):
     """The bytes are not a valid protobuf message of the expected type."""
 
@@ -110,6 +114,8 @@ def classify(exc: Exception) -> status_pb2.Status:
         return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.violations)
     if isinstance(exc, UndecodableRequestError):
         return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if isinstance(exc, DeadlinePassedError):
+        return error_status(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
     if isinstance(exc, DuplicateTransactionError):
         return error_status(
             grpc.StatusCode.ALREADY_EXISTS,
@@ -218,6 +224,9 @@ class ScreeningServicer:
         request = _EMPTY_SCREEN
         try:
             request = decoded(message, pb.ScreenRequest)
+            if context.time_remaining() <= 0:
+                self._metrics.deadline_unscreened.labels("Screen").inc()
+                raise DeadlinePassedError("the call's deadline passed before screening")
             result = self._screen(request)
         except Exception as exc:
             status = classify(exc)
@@ -252,9 +261,32 @@ class ScreeningServicer:
             self._count("ScreenBatch", status, None, started, _EMPTY_SCREEN)
             context.abort_with_status(rpc_status.to_status(status))
             raise
-        return pb.ScreenBatchResponse(
-            results=[self._item("ScreenBatch", request) for request in batch.requests]
+        # one clock read per item: the deadline as a monotonic instant (inf: none set)
+        ends = time.monotonic() + context.time_remaining()
+        results = []
+        for index, request in enumerate(batch.requests):
+            if time.monotonic() >= ends:
+                self._deadline_passed(context, index, len(batch.requests))
+            results.append(self._item("ScreenBatch", request))
+        return pb.ScreenBatchResponse(results=results)
+
+    def _deadline_passed(self, context: grpc.ServicerContext, screened: int, total: int) -> None:
+        """Stop a batch whose caller has stopped waiting: count and log what was left."""
+        unscreened = total - screened
+        self._metrics.deadline_unscreened.labels("ScreenBatch").inc(unscreened)
+        log.warning(
+            "batch.deadline_passed",
+            peer=context.peer(),
+            screened=screened,
+            unscreened=unscreened,
         )
+        status = error_status(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"deadline passed after {screened} of {total} items; retry the batch: screened "
+            "items come back replayed",
+        )
+        self._children.requests("ScreenBatch", "DEADLINE_EXCEEDED", "").inc()
+        context.abort_with_status(rpc_status.to_status(status))
 
     def _item(self, method: str, message: object) -> pb.ScreenStreamResponse:
         """One transaction of a stream or batch: its answer or its error, in-band."""

@@ -26,7 +26,13 @@ if _version_not_supported:
 
 
 class ScreeningStub:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +63,13 @@ class ScreeningStub:
 
 
 class ScreeningServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
 
     def Screen(self, request, context):
         """Screen one transaction. Retrying with the same (terminal_id, transaction_id) returns
@@ -69,16 +81,24 @@ class ScreeningServicer:
 
     def ScreenStream(self, request_iterator, context):
         """Many transactions over one stream; one response per request, in order. A bad request
-        gets an error in its own response and does not end the stream.
+        gets an error in its own response and does not end the stream. A quiet stream is ended
+        after the idle timeout (UNAVAILABLE); reopen it when there is traffic.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ScreenBatch(self, request, context):
-        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
-        one result per request, in order, errors in-band as in ScreenStream. Several times the
-        throughput of a stream, because gRPC's per-message cost is paid once per batch.
+        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for
+        hosts that batch their terminals' requests: one result per request, in order, errors
+        in-band as in ScreenStream. Several times the throughput of a stream, because gRPC's
+        per-message cost is paid once per batch.
+        Deadline: the gateway checks the call's deadline before each item. Once it has passed,
+        it screens no further item and the whole call ends with DEADLINE_EXCEEDED (no partial
+        results are sent: the caller has stopped waiting). Items screened before that are
+        journaled and count in velocity features; retry the same batch and they come back with
+        replayed = true while the rest are screened now. Unscreened items are counted in the
+        metric fraudscreen_deadline_unscreened_total{method="ScreenBatch"}.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,7 +143,13 @@ def add_ScreeningServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Screening:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
 
     @staticmethod
     def Screen(request,

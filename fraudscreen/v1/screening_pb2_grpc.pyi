@@ -29,6 +29,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ScreeningStub:
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -39,18 +47,34 @@ class ScreeningStub:
     """
     ScreenStream: _grpc.StreamStreamMultiCallable[_screening_pb2.ScreenRequest, _screening_pb2.ScreenStreamResponse]
     """Many transactions over one stream; one response per request, in order. A bad request
-    gets an error in its own response and does not end the stream.
+    gets an error in its own response and does not end the stream. A quiet stream is ended
+    after the idle timeout (UNAVAILABLE); reopen it when there is traffic.
     """
     ScreenBatch: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ScreenBatchRequest, _screening_pb2.ScreenBatchResponse]
-    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
-    one result per request, in order, errors in-band as in ScreenStream. Several times the
-    throughput of a stream, because gRPC's per-message cost is paid once per batch.
+    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for
+    hosts that batch their terminals' requests: one result per request, in order, errors
+    in-band as in ScreenStream. Several times the throughput of a stream, because gRPC's
+    per-message cost is paid once per batch.
+    Deadline: the gateway checks the call's deadline before each item. Once it has passed,
+    it screens no further item and the whole call ends with DEADLINE_EXCEEDED (no partial
+    results are sent: the caller has stopped waiting). Items screened before that are
+    journaled and count in velocity features; retry the same batch and they come back with
+    replayed = true while the rest are screened now. Unscreened items are counted in the
+    metric fraudscreen_deadline_unscreened_total{method="ScreenBatch"}.
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_screening_pb2.ReportOutcomeRequest, _screening_pb2.ReportOutcomeResponse]
     """Chargeback, confirmed fraud or confirmed genuine for an earlier transaction."""
 
 @_typing.type_check_only
 class ScreeningAsyncStub(ScreeningStub):
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Screen: _aio.UnaryUnaryMultiCallable[_screening_pb2.ScreenRequest, _screening_pb2.ScreenResponse]  # type: ignore[assignment]
     """Screen one transaction. Retrying with the same (terminal_id, transaction_id) returns
@@ -58,17 +82,33 @@ class ScreeningAsyncStub(ScreeningStub):
     """
     ScreenStream: _aio.StreamStreamMultiCallable[_screening_pb2.ScreenRequest, _screening_pb2.ScreenStreamResponse]  # type: ignore[assignment]
     """Many transactions over one stream; one response per request, in order. A bad request
-    gets an error in its own response and does not end the stream.
+    gets an error in its own response and does not end the stream. A quiet stream is ended
+    after the idle timeout (UNAVAILABLE); reopen it when there is traffic.
     """
     ScreenBatch: _aio.UnaryUnaryMultiCallable[_screening_pb2.ScreenBatchRequest, _screening_pb2.ScreenBatchResponse]  # type: ignore[assignment]
-    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
-    one result per request, in order, errors in-band as in ScreenStream. Several times the
-    throughput of a stream, because gRPC's per-message cost is paid once per batch.
+    """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for
+    hosts that batch their terminals' requests: one result per request, in order, errors
+    in-band as in ScreenStream. Several times the throughput of a stream, because gRPC's
+    per-message cost is paid once per batch.
+    Deadline: the gateway checks the call's deadline before each item. Once it has passed,
+    it screens no further item and the whole call ends with DEADLINE_EXCEEDED (no partial
+    results are sent: the caller has stopped waiting). Items screened before that are
+    journaled and count in velocity features; retry the same batch and they come back with
+    replayed = true while the rest are screened now. Unscreened items are counted in the
+    metric fraudscreen_deadline_unscreened_total{method="ScreenBatch"}.
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_screening_pb2.ReportOutcomeRequest, _screening_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Chargeback, confirmed fraud or confirmed genuine for an earlier transaction."""
 
 class ScreeningServicer(metaclass=_abc_1.ABCMeta):
+    """Limits (README, "Reliability"): each kind of call (unary calls, streams) has its own
+    limit on calls open at once at the gateway; a call past it fails at once with
+    RESOURCE_EXHAUSTED (retry later). A call that sends no request message for the
+    gateway's idle timeout (60 s by default) is ended with UNAVAILABLE: open a new one.
+    Deadlines: a call whose deadline has passed when its request is read fails with
+    DEADLINE_EXCEEDED and nothing is screened.
+    """
+
     @_abc_1.abstractmethod
     def Screen(
         self,
@@ -86,7 +126,8 @@ class ScreeningServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_screening_pb2.ScreenStreamResponse], _abc.AsyncIterator[_screening_pb2.ScreenStreamResponse]]:
         """Many transactions over one stream; one response per request, in order. A bad request
-        gets an error in its own response and does not end the stream.
+        gets an error in its own response and does not end the stream. A quiet stream is ended
+        after the idle timeout (UNAVAILABLE); reopen it when there is traffic.
         """
 
     @_abc_1.abstractmethod
@@ -95,9 +136,16 @@ class ScreeningServicer(metaclass=_abc_1.ABCMeta):
         request: _screening_pb2.ScreenBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_screening_pb2.ScreenBatchResponse, _abc.Awaitable[_screening_pb2.ScreenBatchResponse]]:
-        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for hosts that batch their terminals' requests:
-        one result per request, in order, errors in-band as in ScreenStream. Several times the
-        throughput of a stream, because gRPC's per-message cost is paid once per batch.
+        """Up to 500 transactions in one call (fewer if the gateway's message limit is lower), for
+        hosts that batch their terminals' requests: one result per request, in order, errors
+        in-band as in ScreenStream. Several times the throughput of a stream, because gRPC's
+        per-message cost is paid once per batch.
+        Deadline: the gateway checks the call's deadline before each item. Once it has passed,
+        it screens no further item and the whole call ends with DEADLINE_EXCEEDED (no partial
+        results are sent: the caller has stopped waiting). Items screened before that are
+        journaled and count in velocity features; retry the same batch and they come back with
+        replayed = true while the rest are screened now. Unscreened items are counted in the
+        metric fraudscreen_deadline_unscreened_total{method="ScreenBatch"}.
         """
 
     @_abc_1.abstractmethod
