@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_CODE = re.compile(r"^[A-Z]{3}$")
+_CODE = re.compile(r"[A-Z]{3}")
 
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
@@ -22,7 +22,7 @@ _EXPONENTS: dict[str, int] = {
 
 
 def is_currency_code(code: str) -> bool:
-    return bool(_CODE.match(code))
+    return _CODE.fullmatch(code) is not None
 
 
 def minor_per_major(code: str) -> int:

@@ -513,6 +513,13 @@ def _too_many_cells(batch: pb.AggregateBatch) -> None:
     )
 
 
+def _append(name: str, suffix: str) -> Callable[[pb.AggregateBatch], None]:
+    def mutate(batch: pb.AggregateBatch) -> None:
+        setattr(batch, name, getattr(batch, name) + suffix)
+
+    return mutate
+
+
 INVALID: list[tuple[str, Callable[[pb.AggregateBatch], None], str]] = [
     ("extra-code", _extra_code, "batch.cells[0].codes"),
     ("missing-code", _missing_code, "batch.cells[1].codes"),
@@ -541,6 +548,9 @@ INVALID: list[tuple[str, Callable[[pb.AggregateBatch], None], str]] = [
     ("batch-id-short", _set("batch_id", "abc123"), "batch.batch_id"),
     ("batch-id-upper-case", _set("batch_id", "A" * 32), "batch.batch_id"),
     ("batch-id-empty", _set("batch_id", ""), "batch.batch_id"),
+    ("batch-id-trailing-newline", _set("batch_id", "a" * 32 + "\n"), "batch.batch_id"),
+    ("schema-hash-trailing-newline", _append("schema_hash", "\n"), "batch.schema_hash"),
+    ("period-trailing-newline", _append("period", "\n"), "batch.period"),
     ("schema-hash-malformed", _set("schema_hash", "df2d42"), "batch.schema_hash"),
     ("mechanism-empty", _set("mechanism", ""), "batch.mechanism"),
     ("mechanism-control-chars", _set("mechanism", "a\nb"), "batch.mechanism"),

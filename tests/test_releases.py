@@ -24,7 +24,7 @@ from fraudscreen.model.bundle import (
     Manifest,
     rewrite_manifest,
 )
-from fraudscreen.model.releases import ReleaseStore
+from fraudscreen.model.releases import ReleaseError, ReleaseStore
 from fraudscreen.model.signing import (
     PublicKey,
     generate_keypair,
@@ -236,3 +236,9 @@ def test_bad_releases_are_refused_and_the_old_model_keeps_serving(
         )
         assert refused == 1.0
         assert not ReleaseStore(config.model.releases_dir).has(version_of(release))
+
+
+@pytest.mark.parametrize("version", ["v1\n", "..", ".", "", "a/b", "x" * 129])
+def test_a_release_version_must_be_a_whole_directory_name(tmp_path: Path, version: str) -> None:
+    with pytest.raises(ReleaseError, match="is not a model version name"):
+        ReleaseStore(tmp_path).path(version)

@@ -107,6 +107,9 @@ def test_stream_answers_each_request_in_order(stub: pb_grpc.ScreeningStub) -> No
     [
         ({"transaction_id": ""}, "transaction_id"),
         ({"transaction_id": "has space"}, "transaction_id"),
+        ({"transaction_id": "nl-1\n"}, "transaction_id"),  # "$" alone would accept it
+        ({"terminal_id": "T1\n"}, "terminal_id"),
+        ({"currency": "EUR\n"}, "currency"),
         ({"terminal_id": "x" * 65}, "terminal_id"),
         ({"pan": "4000000000000001"}, "pan"),  # Luhn fails
         ({"pan": "4000-0000"}, "pan"),
@@ -130,6 +133,18 @@ def test_each_invalid_field_is_named(
     fields = bad_fields(caught.value)
     assert field in fields
     assert PANS[0] not in str(fields) and "4000000000000001" not in str(caught.value.details())
+
+
+def test_outcome_ids_with_a_trailing_newline_are_refused(stub: pb_grpc.ScreeningStub) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReportOutcome(
+            pb.ReportOutcomeRequest(
+                terminal_id="T1\n", transaction_id="tx-1\n", outcome=pb.OUTCOME_CHARGEBACK
+            ),
+            timeout=5,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad_fields(caught.value)) == {"terminal_id", "transaction_id"}
 
 
 def test_missing_timestamp_and_all_bad_fields_at_once(stub: pb_grpc.ScreeningStub) -> None:

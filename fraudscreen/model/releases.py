@@ -34,7 +34,7 @@ from fraudscreen.model.signing import PublicKey, load_verified_bundle
 
 RELEASE_FILES = frozenset({MODEL_FILE, GOLDEN_FILE, BRANCHES_FILE, MANIFEST_FILE, SIGNATURE_FILE})
 STATE_FILE = "state.json"
-_VERSION = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a directory name; not ".."
 
 
 class ReleaseError(RuntimeError):
@@ -81,7 +81,7 @@ class ReleaseStore:
     # -- releases -----------------------------------------------------------------------
 
     def path(self, version: str) -> Path:
-        if not _VERSION.match(version):
+        if not _VERSION.fullmatch(version):
             raise ReleaseError(f"{version!r} is not a model version name")
         return self.root / version
 

@@ -18,7 +18,7 @@ from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer
 from fraudscreen.transaction import EntryMode, Outcome, Transaction
 from fraudscreen.v1 import screening_pb2 as pb
 
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")  # always fullmatch: "$" accepts a final "\n"
 MAX_AMOUNT_MINOR = 10**12
 
 
@@ -143,5 +143,5 @@ class RequestValidator:
 def _check_id(value: str, name: str, bad: list[FieldViolation]) -> None:
     if not value:
         bad.append(FieldViolation(name, "is required"))
-    elif not _ID.match(value):
+    elif not _ID.fullmatch(value):
         bad.append(FieldViolation(name, "must be 1 to 64 characters from A-Z a-z 0-9 . _ : -"))
