@@ -1,8 +1,10 @@
 """Structured logging: JSON lines for operators, console lines for people at a terminal.
 
-A last-line-of-defence processor masks anything that looks like a card number (13-19
-digits passing the Luhn check) in every logged string, so a mistake elsewhere still
-cannot write a PAN to a log.
+A last-line-of-defence processor masks anything that looks like a card number in every
+logged value (nested ones and exception text included) and in stdlib logging lines, so a
+mistake elsewhere, or a terminal that puts a card number in an id, still cannot write a PAN
+to a log. "Looks like a card number": 12-19 digits passing the Luhn check, unbroken or in
+groups separated by single spaces or dashes (4111 1111 1111 1111, 3454-2938-2574).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from typing import Any
 
 import structlog
 
-_DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+# A maximal run of digit groups joined by single spaces or dashes, at least 12 digits long.
+_DIGIT_RUN = re.compile(r"(?<!\d)(?<!\d[ -])\d(?:[ -]?\d){11,}")
+_GROUP_SEPARATOR = re.compile(r"[ -]")
+MASK = "[PAN REDACTED]"
+MIN_PAN_DIGITS = 12
+MAX_PAN_DIGITS = 19
 
 
 _DIGIT_VALUE = bytes.maketrans(b"0123456789", bytes(range(10)))
@@ -33,20 +40,81 @@ def luhn_valid(digits: str) -> bool:
 
 
 def mask_pans(text: str) -> str:
-    return _DIGIT_RUN.sub(
-        lambda m: "[PAN REDACTED]" if luhn_valid(m.group(0)) else m.group(0), text
-    )
+    """`text` with every Luhn-valid run of 12-19 digits (groups joined by single spaces or
+    dashes allowed) replaced by [PAN REDACTED].
+
+    Inside a longer run of groups, any consecutive groups that make such a number are
+    masked (a PAN logged next to other digits, "ref 12 4111 1111 1111 1111"); a card
+    number is never split inside a group."""
+    return _DIGIT_RUN.sub(_mask_run, text)
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if len(run) <= MAX_PAN_DIGITS and run.isdigit():  # the common case: one plain number
+        return MASK if luhn_valid(run) else run
+    groups = _GROUP_SEPARATOR.split(run)
+    separators = _GROUP_SEPARATOR.findall(run)
+    masked = [False] * len(groups)
+    for first in range(len(groups)):
+        digits = ""
+        for last in range(first, len(groups)):
+            digits += groups[last]
+            if len(digits) > MAX_PAN_DIGITS:
+                break
+            if len(digits) >= MIN_PAN_DIGITS and luhn_valid(digits):
+                masked[first : last + 1] = [True] * (last + 1 - first)
+    if not any(masked):
+        return run
+    out: list[str] = []
+    for index, group in enumerate(groups):
+        if masked[index]:
+            if index == 0 or not masked[index - 1]:
+                out.append(MASK)
+        else:
+            out.append(group)
+        if index < len(separators) and not (masked[index] and masked[index + 1]):
+            out.append(separators[index])
+    return "".join(out)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_pans(value) if len(value) >= MIN_PAN_DIGITS else value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return mask_pans(str(value)) if abs(value) >= 10 ** (MIN_PAN_DIGITS - 1) else value
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(item) for item in value)
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, bytes | bytearray):
+        return mask_pans(value.decode("utf-8", "replace"))
+    return value
 
 
 def _redact_pans(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str) and len(value) >= 13:
-            event[key] = mask_pans(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 10**12:
-            event[key] = mask_pans(str(value))
+        event[key] = _masked(value)
     return event
+
+
+class PanMaskingFilter(logging.Filter):
+    """The same masking for stdlib logging lines (gRPC's and other libraries' own logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_pans(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_pans(record.exc_text)
+        return True
 
 
 def configure_logging(*, json: bool = True, level: str = "info") -> None:
@@ -73,3 +141,6 @@ def configure_logging(*, json: bool = True, level: str = "info") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, PanMaskingFilter) for f in handler.filters):
+            handler.addFilter(PanMaskingFilter())

@@ -31,6 +31,7 @@ from tests.service_support import (
     running_gateway,
     screen_request,
 )
+from tests.test_logs import SHAPES
 from tests.tls_material import TLSFiles, secure_channel
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -188,6 +189,47 @@ def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Pa
         assert pan.encode() not in stored
     assert oct((tmp_path / "site.key").stat().st_mode & 0o777) == "0o600"
     assert oct((tmp_path / "journal.sqlite3").stat().st_mode & 0o777) == "0o600"
+
+
+def test_card_numbers_sent_in_ids_are_masked_in_every_log_line(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    """Each shape of card number (12-19 digits, dashed, spaced) where an id belongs: in
+    accepted requests' `screened` lines, in `outcome` lines, in rejected requests' lines and
+    in error messages (a duplicate transaction)."""
+    pan_12, dashed, spaced = SHAPES[0][1], SHAPES[3][1], SHAPES[4][1]
+    process, port, _, lines = _start_process(tmp_path, small_bundle_path)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ScreeningStub(channel)
+            stub.Screen(screen_request(pan_12, terminal_id=SHAPES[1][1]), timeout=5)
+            stub.Screen(screen_request(dashed, terminal_id=SHAPES[2][1]), timeout=5)
+            stub.ReportOutcome(
+                pb.ReportOutcomeRequest(
+                    transaction_id=pan_12, terminal_id=SHAPES[1][1], outcome=pb.OUTCOME_CHARGEBACK
+                ),
+                timeout=5,
+            )
+            with pytest.raises(grpc.RpcError):  # rejected: a space is no id character
+                stub.Screen(screen_request(spaced, terminal_id=spaced), timeout=5)
+            with pytest.raises(grpc.RpcError):  # mixed separators, rejected
+                stub.Screen(screen_request("ok-1", terminal_id=SHAPES[6][1]), timeout=5)
+            with pytest.raises(grpc.RpcError):  # error: same ids, other content
+                stub.Screen(
+                    screen_request(pan_12, terminal_id=SHAPES[1][1], amount_minor=999), timeout=5
+                )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    logs = drain_log(process, lines)
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    kinds = {e["event"] for e in events if "[PAN REDACTED]" in json.dumps(e)}
+    assert {"screened", "outcome", "rejected"} <= kinds, kinds
+    for shape, number in SHAPES:
+        assert number not in logs, shape
+        assert number.replace(" ", "").replace("-", "") not in logs, shape
 
 
 def test_tls(tmp_path: Path, small_bundle_path: Path, tls: TLSFiles) -> None:
