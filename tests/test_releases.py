@@ -22,6 +22,7 @@ from fraudscreen.model.bundle import (
     MODEL_FILE,
     SIGNATURE_FILE,
     Manifest,
+    load_bundle,
     rewrite_manifest,
 )
 from fraudscreen.model.releases import ReleaseError, ReleaseStore
@@ -242,3 +243,18 @@ def test_bad_releases_are_refused_and_the_old_model_keeps_serving(
 def test_a_release_version_must_be_a_whole_directory_name(tmp_path: Path, version: str) -> None:
     with pytest.raises(ReleaseError, match="is not a model version name"):
         ReleaseStore(tmp_path).path(version)
+
+
+def test_a_damaged_release_state_is_not_read_when_updates_are_off(
+    tmp_path: Path, small_bundle_path: Path
+) -> None:
+    """No trusted keys: the configured bundle serves, whatever state.json holds."""
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    (releases / "state.json").write_text("{not json")
+    config = gateway_config(tmp_path, small_bundle_path)
+    assert not config.model.trusted_keys
+    with running_gateway(config) as gateway:
+        assert not gateway.engine.stand_in_active
+        assert gateway.slot.current is not None
+        assert gateway.slot.current.version == load_bundle(small_bundle_path).manifest.model_version

@@ -54,15 +54,18 @@ def test_health_goes_not_serving_ready_serving_then_draining(
     gateway.become_ready()
     assert health.Check(check, timeout=5).status == SERVING
     seen: list[int] = []
-    watch = health.Watch(check, timeout=10)
+    first = threading.Event()
+    watch = health.Watch(check, timeout=30)
 
     def follow() -> None:
         with contextlib.suppress(grpc.RpcError):  # the server closes it when it stops
-            seen.extend(r.status for r in watch)
+            for response in watch:
+                seen.append(response.status)
+                first.set()
 
     watcher = threading.Thread(target=follow)
     watcher.start()
-    time.sleep(0.2)
+    assert first.wait(30), "the Watch stream delivered nothing"  # SERVING, before we stop
     gateway.stop(grace=0.5)
     watcher.join(timeout=10)
     assert seen[:2] == [SERVING, NOT_SERVING]

@@ -70,9 +70,14 @@ class ModelUpdater(HubWorker):
     # -- startup ------------------------------------------------------------------------
 
     def current_release(self) -> Bundle | None:
-        """The release state.json names as current, verified again; None if there is none."""
+        """The release state.json names as current, verified again; None if there is none.
+
+        With updates off (no trusted keys) state.json is not read at all: a damaged file
+        left from an earlier setup must not send the gateway to the stand-in policy."""
+        if not self.enabled:
+            return None
         version = self.store.state().current
-        if not self.enabled or version is None:
+        if version is None:
             return None
         return self.store.load(version, self.trusted)
 
