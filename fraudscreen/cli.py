@@ -342,8 +342,9 @@ def _cmd_model_rollback(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     state = ReleaseStore(config.model.releases_dir).rollback()
+    target = state.current or f"the configured bundle {config.model.bundle}"
     print(
-        f"rolled back to {state.current} (not taking {state.previous} again); a running "
+        f"rolled back to {target} (not taking {state.previous} again); a running "
         "gateway switches within seconds"
     )
     return 0

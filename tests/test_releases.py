@@ -37,6 +37,7 @@ from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
 from tests.service_support import (
     free_port,
     gateway_config,
+    run_cli,
     running_gateway,
     running_hub,
     screen_request,
@@ -258,3 +259,62 @@ def test_a_damaged_release_state_is_not_read_when_updates_are_off(
         assert not gateway.engine.stand_in_active
         assert gateway.slot.current is not None
         assert gateway.slot.current.version == load_bundle(small_bundle_path).manifest.model_version
+
+
+def test_cli_publish_then_model_status_and_rollback(
+    tmp_path: Path,
+    keys: Keys,
+    hub: tuple[HubServer, str, str],
+    small_bundle_path: Path,
+    other_bundle_path: Path,
+) -> None:
+    """The operator's and analyst's verbs, run as the real CLI in child processes."""
+    server, _, publisher = hub
+    first = signed_copy(small_bundle_path, tmp_path / "first", keys.private)
+    second = signed_copy(other_bundle_path, tmp_path / "second", keys.private)
+    token_file = tmp_path / "publisher.token"
+    token_file.write_text(publisher + "\n")
+    target = f"127.0.0.1:{server.port}"
+
+    done = run_cli("publish", str(second), "--hub", target, "--token-file", str(token_file))
+    assert done.returncode == 0, done.stderr
+    assert f"published {version_of(second)} to every site" in done.stdout
+    canary = run_cli(
+        "publish", str(first), "--hub", target, "--token-file", str(token_file), "--sites", "shop-1"
+    )
+    assert canary.returncode == 0 and "to shop-1 (1 site(s))" in canary.stdout, canary.stderr
+    (tmp_path / "wrong.token").write_text("not-a-token")
+    refused = run_cli(
+        "publish", str(second), "--hub", target, "--token-file", str(tmp_path / "wrong.token")
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith("publish refused: UNAUTHENTICATED")
+
+    releases = tmp_path / "releases"
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[model]\nbundle = "{small_bundle_path}"\nreleases_dir = "{releases}"\n'
+        f'trusted_keys = ["{keys.public}"]\n'
+    )
+    nothing = run_cli("model", "rollback", "--config", str(config))
+    assert nothing.returncode == 2 and "no release is active" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
+    store = ReleaseStore(releases)
+    trusted = [PublicKey.from_file(keys.public)]
+    for bundle in (first, second):
+        store.stage(version_of(bundle), files_of(bundle), trusted)
+        store.activate(version_of(bundle))
+    status = run_cli("model", "status", "--config", str(config))
+    assert status.returncode == 0, status.stderr
+    assert f"current:  {version_of(second)}" in status.stdout
+    assert f"previous: {version_of(first)}" in status.stdout
+    assert "rejected: (none)" in status.stdout
+    back = run_cli("model", "rollback", "--config", str(config))
+    assert back.returncode == 0, back.stderr
+    assert (
+        f"rolled back to {version_of(first)} (not taking {version_of(second)} again)" in back.stdout
+    )
+    after = run_cli("model", "status", "--config", str(config))
+    assert f"current:  {version_of(first)}" in after.stdout
+    assert f"rejected: {version_of(second)}" in after.stdout
+    assert store.state().current == version_of(first)
