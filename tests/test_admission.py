@@ -17,7 +17,7 @@ from fraudscreen.transport.admission import STREAM, UNARY
 from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
-from tests.half_open import HalfOpenPeer
+from loadtests.half_open import HalfOpenPeer
 from tests.service_support import gateway_config, running_gateway, screen_request
 
 SCREEN_PATH = "/fraudscreen.v1.Screening/Screen"

@@ -167,15 +167,14 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         *,
         on_refused: Callable[[str], None] = lambda kind: None,
         on_idle_ended: Callable[[str], None] = lambda kind: None,
-        on_open_changed: Callable[[str, int], None] = lambda kind, n: None,
     ) -> None:
         """`kinds` maps full method names (/package.Service/Method) to UNARY or STREAM;
         every other method is SERVICE (health, reflection)."""
         self.limits = limits
         self._kinds = kinds
         self._on_refused = on_refused
-        self._on_open_changed = on_open_changed
         self._open = {UNARY: 0, STREAM: 0, SERVICE: 0}
+        self._limit = {kind: limits.of(kind) for kind in self._open}
         self._lock = threading.Lock()
         self._last_refusal_log = {UNARY: 0.0, STREAM: 0.0, SERVICE: 0.0}
         self.pools = {
@@ -219,23 +218,17 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
             self._wrapped[method] = wrapped
         kind = self._kinds.get(method, SERVICE)
         with self._lock:
-            if self._open[kind] >= self.limits.of(kind):
-                refused = True
-            else:
-                refused = False
+            refused = self._open[kind] >= self._limit[kind]
+            if not refused:
                 self._open[kind] += 1
-                count = self._open[kind]
         if refused:
             self._refused(kind, method)
             return self._refusals[kind]
-        self._on_open_changed(kind, count)
         return wrapped
 
     def _release(self, kind: str) -> None:
         with self._lock:
             self._open[kind] -= 1
-            count = self._open[kind]
-        self._on_open_changed(kind, count)
 
     def _refused(self, kind: str, method: str) -> None:
         self._on_refused(kind)

@@ -8,6 +8,7 @@ in-flight calls finish within the grace period, flush and close the journal.
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import time
@@ -28,7 +29,7 @@ from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
-from fraudscreen.transport.admission import STREAM, UNARY, Admission, Limits
+from fraudscreen.transport.admission import SERVICE, STREAM, UNARY, Admission, Limits
 from fraudscreen.transport.cpu_placement import apply_pinning
 from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
@@ -130,8 +131,11 @@ class Gateway:
             | {f"/{SCREENING_SERVICE}/{name}": STREAM for name in STREAM_METHODS},
             on_refused=lambda kind: self.metrics.calls_refused.labels(kind).inc(),
             on_idle_ended=lambda kind: self.metrics.calls_idle_ended.labels(kind).inc(),
-            on_open_changed=lambda kind, n: self.metrics.calls_open.labels(kind).set(n),
         )
+        for kind in (UNARY, STREAM, SERVICE):  # read when scraped: nothing per call
+            self.metrics.calls_open.labels(kind).set_function(
+                functools.partial(self.admission.open_calls, kind)
+            )
         self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
         self.sync_agent = SyncAgent(
             site_id=config.site.id,
