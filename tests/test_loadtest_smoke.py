@@ -144,3 +144,30 @@ def test_rebranded_cards_stay_luhn_valid_and_distinct() -> None:
     other = traffic.rebrand_pan(pan, "12345")
     assert other == "4123459551332176" and luhn_valid(other)
     assert traffic.rebrand_pan(pan, "00000") == pan  # the simulator's own population
+
+
+def test_idle_benchmark_runs_with_idle_callers_at_the_stream_limit() -> None:
+    """`python -m loadtests.bench_idle`, tiny: both rows come out; no time is asserted."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.bench_idle",
+            "--calls",
+            "20",
+            "--rounds",
+            "1",
+            "--streams",
+            "4",
+            "--half-open",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| no idle callers |" in done.stdout
+    assert "| 4 idle streams + 2 half-open Screen calls |" in done.stdout
