@@ -45,7 +45,7 @@ class IdleStream:
 
     def __init__(self, stub: pb_grpc.ScreeningStub, first: list[pb.ScreenRequest]) -> None:
         self._closed = threading.Event()
-        self.call = stub.ScreenStream(self._requests(first))
+        self.call = stub.ScreenStream(self._requests(first), timeout=2 * PATIENCE)
         self.responses: Iterator[pb.ScreenStreamResponse] = iter(self.call)
 
     def _requests(self, first: list[pb.ScreenRequest]) -> Iterator[pb.ScreenRequest]:
@@ -123,7 +123,7 @@ def test_idle_calls_are_ended_with_a_clear_status_and_the_peer_logged(
     tmp_path: Path, small_bundle_path: Path
 ) -> None:
     config = gateway_config(
-        tmp_path, small_bundle_path, {**LIMITS, "FRAUDSCREEN_SERVER_IDLE_TIMEOUT": "0.5"}
+        tmp_path, small_bundle_path, {**LIMITS, "FRAUDSCREEN_SERVER_IDLE_TIMEOUT": "2"}
     )
     with capture_logs() as logs, running_gateway(config) as gateway:
         channel = grpc.insecure_channel(f"127.0.0.1:{gateway.port}")
