@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from fraudscreen.transport.grpc_server import server_options
+from fraudscreen.rpc.server import server_options
 from fraudscreen.v1 import screening_pb2 as pb
 from loadtests.cpu import machine_busy_seconds, process_seconds
 from loadtests.gateway import gateway_env as loadtest_gateway_env
@@ -130,7 +130,7 @@ class ServerSpec:
     stack: str  # "sync" (grpc.server, as fraudscreen serve) or "aio" (grpc.aio, built here)
     predictor: str  # "native" (compiled TL2cgen), "lightgbm" (the baseline) or "echo"
     # False: gRPC's default I/O path and no CPU pinning, i.e. the gateway before
-    # transport/grpc_runtime.py and transport/cpu_placement.py: the A/B for those settings
+    # rpc/runtime.py and transport/cpu_placement.py: the A/B for those settings
     tuned: bool = True
 
     @property
@@ -781,7 +781,7 @@ def _serve_sync_echo(config: GatewayConfig) -> None:
     (health and reflection included, never called here); runs until SIGTERM."""
     from grpc_health.v1 import health
 
-    from fraudscreen.transport.grpc_server import build_server
+    from fraudscreen.rpc.server import build_server
     from fraudscreen.transport.servicer import SCREENING_SERVICE
 
     server = build_server(

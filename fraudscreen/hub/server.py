@@ -30,8 +30,8 @@ from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
 from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.transport.grpc_server import bind, build_server, server_options
-from fraudscreen.transport.lifecycle import run_until_signalled
+from fraudscreen.rpc.lifecycle import run_until_signalled
+from fraudscreen.rpc.server import bind, build_server, server_options
 
 log = structlog.get_logger(__name__)
 

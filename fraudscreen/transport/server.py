@@ -26,11 +26,11 @@ from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
 from fraudscreen.model.releases import ReleaseError
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.privacy.outbox import PrivacyOutbox
+from fraudscreen.rpc.lifecycle import run_until_signalled
+from fraudscreen.rpc.server import bind, build_server, server_options
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 from fraudscreen.transport.cpu_placement import apply_pinning
-from fraudscreen.transport.grpc_server import bind, build_server, server_options
-from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
 from fraudscreen.transport.updater import ModelUpdater

@@ -26,7 +26,7 @@ from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exac
 from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import ReleaseParameters
-from fraudscreen.transport.channels import client_channel
+from fraudscreen.rpc.channels import client_channel
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 
