@@ -745,7 +745,8 @@ def _screening_handler(
     screen: Callable[..., Any], screen_stream: Callable[..., Any], screen_batch: Callable[..., Any]
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """Registered exactly like ScreeningServicer.handlers(): lenient request parsing."""
-    from fraudscreen.transport.servicer import SCREENING_SERVICE, lenient_parser
+    from fraudscreen.rpc.parsing import lenient_parser
+    from fraudscreen.transport.servicer import SCREENING_SERVICE
 
     return grpc.method_handlers_generic_handler(
         SCREENING_SERVICE,

@@ -27,7 +27,7 @@ from fraudscreen.hub.storage import ReleaseKind, StoredBatch, StoredCell
 from fraudscreen.hub.tokens import NAME
 from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import MAX_DELTA, MAX_DOMAIN_CELLS, MAX_EPSILON
-from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
+from fraudscreen.rpc.status import FieldViolation, RequestInvalidError
 from fraudscreen.v1 import sync_pb2 as pb
 
 MAX_CELLS = MAX_DOMAIN_CELLS  # also the largest domain a known-domain batch may cover
