@@ -9,7 +9,7 @@ import textwrap
 
 import grpc
 import structlog
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from fraudscreen.rpc.parsing import UndecodableRequestError, decoded, lenient_parser
 from fraudscreen.rpc.status import (
@@ -44,7 +44,7 @@ def _statuses() -> StatusMap:
     return statuses
 
 
-def _violations(status: object) -> list[tuple[str, str]]:
+def _violations(status: status_pb2.Status) -> list[tuple[str, str]]:
     details = status.details
     if not details:
         return []
