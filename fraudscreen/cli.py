@@ -202,7 +202,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
-    from fraudscreen.transport.server import serve
+    from fraudscreen.gateway.server import serve
 
     config = load_config(args.config)
     configure_logging(json=config.logging.format == "json", level=config.logging.level)

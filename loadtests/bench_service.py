@@ -74,8 +74,8 @@ from loadtests.gateway import latency_totals, process_env, stop_process, tail_lo
 
 if TYPE_CHECKING:  # heavy imports stay out of the client processes, which only need grpc
     from fraudscreen.config import GatewayConfig
-    from fraudscreen.transport.server import Gateway
-    from fraudscreen.transport.servicer import ScreeningServicer
+    from fraudscreen.gateway.server import Gateway
+    from fraudscreen.gateway.servicer import ScreeningServicer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREEN = "/fraudscreen.v1.Screening/Screen"
@@ -130,7 +130,7 @@ class ServerSpec:
     stack: str  # "sync" (grpc.server, as fraudscreen serve) or "aio" (grpc.aio, built here)
     predictor: str  # "native" (compiled TL2cgen), "lightgbm" (the baseline) or "echo"
     # False: gRPC's default I/O path and no CPU pinning, i.e. the gateway before
-    # rpc/runtime.py and transport/cpu_placement.py: the A/B for those settings
+    # rpc/runtime.py and gateway/cpu_placement.py: the A/B for those settings
     tuned: bool = True
 
     @property
@@ -323,7 +323,7 @@ def gateway_env(directory: Path, predictor: str) -> dict[str, str]:
 def engine_only_gateway(directory: Path, predictor: str) -> Gateway:
     """A Gateway with journal, state and model up but no gRPC server: the domain alone."""
     from fraudscreen.config import load_config
-    from fraudscreen.transport.server import Gateway, settle_garbage_collector
+    from fraudscreen.gateway.server import Gateway, settle_garbage_collector
 
     gateway = Gateway(load_config(None, gateway_env(directory, predictor)))
     gateway.journal.start()
@@ -745,8 +745,8 @@ def _screening_handler(
     screen: Callable[..., Any], screen_stream: Callable[..., Any], screen_batch: Callable[..., Any]
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """Registered exactly like ScreeningServicer.handlers(): lenient request parsing."""
+    from fraudscreen.gateway.servicer import SCREENING_SERVICE
     from fraudscreen.rpc.parsing import lenient_parser
-    from fraudscreen.transport.servicer import SCREENING_SERVICE
 
     return grpc.method_handlers_generic_handler(
         SCREENING_SERVICE,
@@ -782,8 +782,8 @@ def _serve_sync_echo(config: GatewayConfig) -> None:
     (health and reflection included, never called here); runs until SIGTERM."""
     from grpc_health.v1 import health
 
+    from fraudscreen.gateway.servicer import SCREENING_SERVICE
     from fraudscreen.rpc.server import build_server
-    from fraudscreen.transport.servicer import SCREENING_SERVICE
 
     server = build_server(
         handlers=echo_handler("sync"),
@@ -821,7 +821,7 @@ async def _serve_aio(config: GatewayConfig, gateway: Gateway | None) -> None:
         loop.add_signal_handler(signum, stop.set)
     tasks = []
     if gateway is not None:
-        from fraudscreen.transport.server import settle_garbage_collector
+        from fraudscreen.gateway.server import settle_garbage_collector
 
         settle_garbage_collector()  # as Gateway.become_ready
         tasks.append(asyncio.create_task(_maintain(gateway)))
@@ -836,7 +836,7 @@ async def _serve_aio(config: GatewayConfig, gateway: Gateway | None) -> None:
 async def _maintain(gateway: Gateway) -> None:
     """As Gateway._maintain: every 30 s the engine forgets expired state and what is left
     is frozen out of the GC (the journal purge is hourly: not within a benchmark)."""
-    from fraudscreen.transport.server import MAINTENANCE_SECONDS
+    from fraudscreen.gateway.server import MAINTENANCE_SECONDS
 
     while True:
         await asyncio.sleep(MAINTENANCE_SECONDS)
@@ -849,9 +849,9 @@ def serve_variant(stack: str, echo: bool) -> int:
     does not offer, from the same FRAUDSCREEN_* config. The aio gateway is the same Gateway
     object (journal, state, model, validator, servicer, metrics) minus its sync server."""
     from fraudscreen.config import load_config
+    from fraudscreen.gateway.cpu_placement import apply_pinning
+    from fraudscreen.gateway.server import Gateway
     from fraudscreen.logs import configure_logging
-    from fraudscreen.transport.cpu_placement import apply_pinning
-    from fraudscreen.transport.server import Gateway
 
     config = load_config(None)
     configure_logging(json=config.logging.format == "json", level=config.logging.level)

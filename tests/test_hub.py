@@ -31,6 +31,7 @@ from structlog.testing import capture_logs
 
 from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
+from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.hub.storage import CellSum, ConflictError, SQLiteHubStore, StoredBatch
 from fraudscreen.hub.tokens import add_token, hash_token
@@ -60,7 +61,6 @@ from fraudscreen.privacy.release import (
     release,
     release_known_domain,
 )
-from fraudscreen.transport.uploader import batch_message
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from tests.service_support import PANS, drain_log, read_log_until

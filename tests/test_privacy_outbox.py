@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fraudscreen.features.definitions import FEATURE_NAMES
+from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.privacy.aggregate import (
     LabelledRow,
     Period,
@@ -20,7 +21,6 @@ from fraudscreen.privacy.aggregate import (
 from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
 from fraudscreen.privacy.release import MECHANISMS, Mechanism, ReleaseParameters
-from fraudscreen.transport.uploader import batch_message
 from fraudscreen.v1 import sync_pb2
 
 DAY = 86_400

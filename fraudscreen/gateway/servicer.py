@@ -11,6 +11,8 @@ import structlog
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from fraudscreen.gateway.metrics import GatewayMetrics
+from fraudscreen.gateway.validation import RequestValidator
 from fraudscreen.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.policy import Decision
 from fraudscreen.rpc.parsing import decoded, lenient_parser
@@ -27,8 +29,6 @@ from fraudscreen.screening import (
     ScreeningUnavailableError,
     ScreenResult,
 )
-from fraudscreen.transport.metrics import GatewayMetrics
-from fraudscreen.transport.validation import RequestValidator
 from fraudscreen.v1 import screening_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.requests")
