@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from fraudscreen.gateway import uploader
+from fraudscreen.gateway import hub_link
 from fraudscreen.gateway.server import Gateway
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
@@ -63,9 +63,9 @@ def test_offline_days_then_every_batch_arrives_once(
     (tmp_path / "hub.token").write_text(token)
     port = free_port()
     recorder = Recorder()
-    real_channel = uploader.hub_channel
+    real_channel = hub_link.hub_channel
     monkeypatch.setattr(
-        uploader, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
+        hub_link, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
     )
     config = gateway_config(
         tmp_path / "gw",

@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from fraudscreen.config import GatewayConfig
-from fraudscreen.gateway.uploader import HubWorker, hub_metadata
+from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.compile import CompileError, CompileOptions
 from fraudscreen.model.releases import ReleaseError, ReleaseStore
