@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import structlog
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURES, STATE_HORIZON_SECONDS, FeatureSpec
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, OutcomeRecord, ScreenedRecord
@@ -26,7 +27,6 @@ from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
-from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.transaction import Outcome, Transaction
 
 log = structlog.get_logger(__name__)

@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from structlog.testing import capture_logs
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
 from fraudscreen.gateway.uploader import batch_message
@@ -52,7 +53,6 @@ from fraudscreen.model.signing import (
     verify_bundle_signature,
 )
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import (
     MECHANISMS,

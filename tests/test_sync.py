@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.gateway import hub_link
 from fraudscreen.gateway.server import Gateway
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.privacy.aggregate import due_periods
-from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import sync_pb2
 from tests.service_support import (

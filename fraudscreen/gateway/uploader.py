@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import structlog
 
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.journal import Journal
 from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
-from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import ReleaseParameters
 from fraudscreen.v1 import sync_pb2 as sync_pb

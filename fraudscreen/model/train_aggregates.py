@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudscreen import __version__
+from fraudscreen.binschema import MISSING_CODE, BinSchema, Cell
 from fraudscreen.model.bundle import (
     MODEL_INPUT_BIN_CODES,
     GoldenRows,
@@ -35,7 +36,6 @@ from fraudscreen.model.bundle import (
     Thresholds,
     write_bundle,
 )
-from fraudscreen.privacy.binning import MISSING_CODE, BinSchema, Cell
 from fraudscreen.privacy.release import NoisyTable
 
 CountTable = Mapping[Cell, tuple[int, int]]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
