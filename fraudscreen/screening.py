@@ -22,11 +22,11 @@ import structlog
 from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURES, STATE_HORIZON_SECONDS, FeatureSpec
 from fraudscreen.features.online import OnlineFeatureStore
-from fraudscreen.journal import Journal, OutcomeRecord, ScreenedRecord
 from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
+from fraudscreen.storage.journal.journal import Journal, OutcomeRecord, ScreenedRecord
 from fraudscreen.transaction import Outcome, Transaction
 
 log = structlog.get_logger(__name__)

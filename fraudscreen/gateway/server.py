@@ -26,7 +26,6 @@ from fraudscreen.gateway.servicer import SCREENING_SERVICE, ScreeningServicer
 from fraudscreen.gateway.updater import ModelUpdater
 from fraudscreen.gateway.uploader import SyncAgent
 from fraudscreen.gateway.validation import RequestValidator, ValidationRules
-from fraudscreen.journal import Journal, JournalSettings
 from fraudscreen.localtime import SiteClock
 from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
 from fraudscreen.model.releases import ReleaseError
@@ -35,6 +34,7 @@ from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.rpc.lifecycle import run_until_signalled
 from fraudscreen.rpc.server import bind, build_server, server_options
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
+from fraudscreen.storage.journal.journal import Journal, JournalSettings
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 
 log = structlog.get_logger(__name__)

@@ -13,7 +13,6 @@ from grpc_status import rpc_status
 
 from fraudscreen.gateway.metrics import GatewayMetrics
 from fraudscreen.gateway.validation import RequestValidator
-from fraudscreen.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.policy import Decision
 from fraudscreen.rpc.parsing import decoded, lenient_parser
 from fraudscreen.rpc.status import (
@@ -29,6 +28,7 @@ from fraudscreen.screening import (
     ScreeningUnavailableError,
     ScreenResult,
 )
+from fraudscreen.storage.journal.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.v1 import screening_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.requests")

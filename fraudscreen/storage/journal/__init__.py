@@ -1,0 +1,1 @@
+"""The gateway's journal (journal.py says how it works)."""
