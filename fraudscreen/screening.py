@@ -26,7 +26,7 @@ from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
-from fraudscreen.storage.journal.journal import Journal, OutcomeRecord, ScreenedRecord
+from fraudscreen.records import OutcomeRecord, ScreenedRecord, ScreeningJournal
 from fraudscreen.transaction import Outcome, Transaction
 
 log = structlog.get_logger(__name__)
@@ -187,7 +187,7 @@ class ScreeningEngine:
         store: OnlineFeatureStore,
         slot: ModelSlot,
         policy: Policy,
-        journal: Journal,
+        journal: ScreeningJournal,
         idempotency_window_seconds: float = 86_400.0,
         max_idempotency_entries: int = 2_000_000,
         clock: Callable[[], float] = time.time,

@@ -34,7 +34,7 @@ from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.rpc.lifecycle import run_until_signalled
 from fraudscreen.rpc.server import bind, build_server, server_options
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
-from fraudscreen.storage.journal.journal import Journal, JournalSettings
+from fraudscreen.storage.journal import Journal, JournalSettings
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 
 log = structlog.get_logger(__name__)

@@ -28,7 +28,7 @@ from fraudscreen.screening import (
     ScreeningUnavailableError,
     ScreenResult,
 )
-from fraudscreen.storage.journal.journal import JournalBackpressureError, JournalClosedError
+from fraudscreen.storage.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.v1 import screening_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.requests")
