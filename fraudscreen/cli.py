@@ -246,7 +246,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_sync_status(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
-    from fraudscreen.privacy.outbox import PrivacyOutbox
+    from fraudscreen.storage.outbox import PrivacyOutbox
 
     config = load_config(args.config)
     if not config.journal.path.exists():

@@ -53,7 +53,6 @@ from fraudscreen.model.signing import (
     verify_bundle_signature,
 )
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
@@ -61,6 +60,7 @@ from fraudscreen.privacy.release import (
     release,
     release_known_domain,
 )
+from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from tests.service_support import PANS, drain_log, read_log_until

@@ -20,8 +20,8 @@ from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.compile import compile_bundle
 from fraudscreen.model.signing import PublicKey, generate_keypair, load_verified_bundle
 from fraudscreen.privacy.aggregate import LabelledRow, Period, exact_table
-from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import ReleaseParameters, release
+from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
 from tests.service_support import (
     gateway_config,

@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 
 from fraudscreen.gateway.metrics import GatewayMetrics
 from fraudscreen.gateway.server import Gateway
-from fraudscreen.privacy.outbox import LedgerStatus
+from fraudscreen.storage.outbox import LedgerStatus
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from tests.service_support import (

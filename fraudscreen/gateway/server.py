@@ -30,11 +30,11 @@ from fraudscreen.localtime import SiteClock
 from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
 from fraudscreen.model.releases import ReleaseError
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
-from fraudscreen.privacy.outbox import PrivacyOutbox
 from fraudscreen.rpc.lifecycle import run_until_signalled
 from fraudscreen.rpc.server import bind, build_server, server_options
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.storage.journal import Journal, JournalSettings
+from fraudscreen.storage.outbox import PrivacyOutbox
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 
 log = structlog.get_logger(__name__)

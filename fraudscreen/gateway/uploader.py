@@ -21,9 +21,9 @@ from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
-from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import ReleaseParameters
 from fraudscreen.storage.journal import Journal
+from fraudscreen.storage.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 

@@ -145,7 +145,7 @@ def exact_as_released(exact: Mapping[Cell, tuple[int, int]]) -> dict[Cell, tuple
 
 
 def table_from_payload(payload: Mapping[str, Any]) -> dict[Cell, tuple[int, int]]:
-    """The cells of one outbox/hub batch payload (`privacy.outbox.encode_payload`)."""
+    """The cells of one outbox/hub batch payload (`storage.outbox.encode_payload`)."""
     return {
         tuple(int(c) for c in cell): (int(total), int(fraud))
         for cell, total, fraud in payload["cells"]

@@ -19,8 +19,8 @@ from fraudscreen.privacy.aggregate import (
     due_periods,
     exact_table,
 )
-from fraudscreen.privacy.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
 from fraudscreen.privacy.release import MECHANISMS, Mechanism, ReleaseParameters
+from fraudscreen.storage.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
 from fraudscreen.v1 import sync_pb2
 
 DAY = 86_400
