@@ -1,6 +1,6 @@
 """Screening a transaction: features -> score -> decision, once per (terminal, transaction).
 
-This is the gateway's application core. It knows nothing of gRPC: the transport validates
+This is the gateway's application core. It knows nothing of gRPC: the gateway validates
 and tokenizes a request into a `Transaction`, calls `ScreeningEngine.screen`, and maps the
 `ScreenResult` back. The journal is written asynchronously; state is rebuilt from it on
 start with `ScreeningEngine.restore`.
