@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fraudscreen.config import DEFAULT_BUNDLE
 from fraudscreen.logs import configure_logging
-from fraudscreen.transport.grpc_runtime import prefer_low_latency_io
+from fraudscreen.rpc.runtime import prefer_low_latency_io
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -202,7 +202,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
-    from fraudscreen.transport.server import serve
+    from fraudscreen.gateway.server import serve
 
     config = load_config(args.config)
     configure_logging(json=config.logging.format == "json", level=config.logging.level)
@@ -246,7 +246,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_sync_status(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
-    from fraudscreen.privacy.outbox import PrivacyOutbox
+    from fraudscreen.storage.outbox import PrivacyOutbox
 
     config = load_config(args.config)
     if not config.journal.path.exists():
@@ -311,7 +311,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         if (args.bundle / name).is_file()
     ]
     token = args.token_file.read_text().strip()
-    from fraudscreen.transport.channels import client_channel
+    from fraudscreen.rpc.channels import client_channel
 
     channel = client_channel(args.hub, ca_file=args.ca_file)
     sites = [s for s in (args.sites or "").split(",") if s]
@@ -371,7 +371,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from fraudscreen.transport.channels import client_channel
+    from fraudscreen.rpc.channels import client_channel
 
     channel = client_channel(
         args.target, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file

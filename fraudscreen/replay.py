@@ -27,8 +27,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from tqdm import tqdm
 
 from fraudscreen import history
+from fraudscreen.rpc.channels import client_channel
 from fraudscreen.simulate import SimulationConfig, simulate
-from fraudscreen.transport.channels import client_channel
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 

@@ -1,6 +1,6 @@
 """Screening a transaction: features -> score -> decision, once per (terminal, transaction).
 
-This is the gateway's application core. It knows nothing of gRPC: the transport validates
+This is the gateway's application core. It knows nothing of gRPC: the gateway validates
 and tokenizes a request into a `Transaction`, calls `ScreeningEngine.screen`, and maps the
 `ScreenResult` back. The journal is written asynchronously; state is rebuilt from it on
 start with `ScreeningEngine.restore`.
@@ -19,14 +19,14 @@ from typing import NamedTuple
 
 import structlog
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURES, STATE_HORIZON_SECONDS, FeatureSpec
 from fraudscreen.features.online import OnlineFeatureStore
-from fraudscreen.journal import Journal, OutcomeRecord, ScreenedRecord
 from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
-from fraudscreen.privacy.binning import BinSchema
+from fraudscreen.records import OutcomeRecord, ScreenedRecord, ScreeningJournal
 from fraudscreen.transaction import Outcome, Transaction
 
 log = structlog.get_logger(__name__)
@@ -187,7 +187,7 @@ class ScreeningEngine:
         store: OnlineFeatureStore,
         slot: ModelSlot,
         policy: Policy,
-        journal: Journal,
+        journal: ScreeningJournal,
         idempotency_window_seconds: float = 86_400.0,
         max_idempotency_entries: int = 2_000_000,
         clock: Callable[[], float] = time.time,

@@ -16,8 +16,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fraudscreen.config import GatewayConfig, load_config
+from fraudscreen.gateway.server import Gateway
 from fraudscreen.hub.server import HubServer, HubSettings
-from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 

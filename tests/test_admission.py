@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from structlog.testing import capture_logs
 
-from fraudscreen.transport.admission import STREAM, UNARY
-from fraudscreen.transport.server import Gateway
+from fraudscreen.gateway.admission import STREAM, UNARY
+from fraudscreen.gateway.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from loadtests.half_open import HalfOpenPeer

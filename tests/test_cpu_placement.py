@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from fraudscreen.transport.cpu_placement import apply_pinning, choose_cpu
+from fraudscreen.gateway.cpu_placement import apply_pinning, choose_cpu
 
 TWO = frozenset({0, 1})
 
@@ -39,7 +39,7 @@ def test_pin_process_moves_running_threads_and_new_ones_inherit() -> None:
     script = textwrap.dedent(
         """
         import os, threading
-        from fraudscreen.transport.cpu_placement import pin_process
+        from fraudscreen.gateway.cpu_placement import pin_process
         target = max(os.sched_getaffinity(0))
         hold = threading.Event()
         early = threading.Thread(target=hold.wait); early.start()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from fraudscreen.transport.grpc_runtime import (
+from fraudscreen.rpc.runtime import (
     GRPC_EXPERIMENTS_ENV,
     IOMGR_POLLING,
     prefer_low_latency_io,

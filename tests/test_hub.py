@@ -29,8 +29,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from structlog.testing import capture_logs
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
+from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer, HubSettings
 from fraudscreen.hub.storage import CellSum, ConflictError, SQLiteHubStore, StoredBatch
 from fraudscreen.hub.tokens import add_token, hash_token
@@ -51,8 +53,6 @@ from fraudscreen.model.signing import (
     verify_bundle_signature,
 )
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
@@ -60,7 +60,7 @@ from fraudscreen.privacy.release import (
     release,
     release_known_domain,
 )
-from fraudscreen.transport.uploader import batch_message
+from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from tests.service_support import PANS, drain_log, read_log_until

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from fraudscreen.journal import (
+from fraudscreen.storage.journal import (
     Journal,
     JournalBackpressureError,
     JournalClosedError,

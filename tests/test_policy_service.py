@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fraudscreen.gateway.server import Gateway
 from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.explain import NativeExplainer
 from fraudscreen.screening import ActiveModel
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
-from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from tests.service_support import PANS, gateway_config, running_gateway, screen_request, stub_for
 

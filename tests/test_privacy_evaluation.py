@@ -22,6 +22,7 @@ import structlog
 from sklearn.metrics import roc_auc_score
 
 from fraudscreen import history
+from fraudscreen.binschema import BinSchema
 from fraudscreen.cli import main
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
@@ -38,7 +39,6 @@ from fraudscreen.model.train_aggregates import (
     write_aggregate_bundle,
 )
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
-from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.evaluation import (
     JSON_FILE,
     MARKDOWN_FILE,

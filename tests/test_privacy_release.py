@@ -10,8 +10,8 @@ from typing import get_args
 import numpy as np
 import pytest
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.config import PrivacyConfig, ReleaseMechanism
-from fraudscreen.privacy.binning import BinSchema
 from fraudscreen.privacy.release import (
     MAX_DOMAIN_CELLS,
     MECHANISMS,

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fraudscreen.gateway.server import MODEL_UPDATE_HEALTH, Gateway
 from fraudscreen.hub.server import HubServer
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import (
@@ -32,7 +33,6 @@ from fraudscreen.model.signing import (
     load_private_key,
     sign_bundle,
 )
-from fraudscreen.transport.server import MODEL_UPDATE_HEALTH, Gateway
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
 from tests.service_support import (
     free_port,

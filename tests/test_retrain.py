@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 
 from fraudscreen import history
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.batch import compute_features, epoch_seconds
+from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.compile import compile_bundle
 from fraudscreen.model.signing import PublicKey, generate_keypair, load_verified_bundle
 from fraudscreen.privacy.aggregate import LabelledRow, Period, exact_table
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.outbox import batch_id, encode_payload
 from fraudscreen.privacy.release import ReleaseParameters, release
-from fraudscreen.transport.uploader import batch_message
+from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
 from tests.service_support import (
     gateway_config,

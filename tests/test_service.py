@@ -19,9 +19,9 @@ from grpc_status import rpc_status
 from prometheus_client import generate_latest
 
 from fraudscreen.features.definitions import FEATURES
-from fraudscreen.privacy.outbox import LedgerStatus
-from fraudscreen.transport.metrics import GatewayMetrics
-from fraudscreen.transport.server import Gateway
+from fraudscreen.gateway.metrics import GatewayMetrics
+from fraudscreen.gateway.server import Gateway
+from fraudscreen.storage.outbox import LedgerStatus
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from tests.service_support import (

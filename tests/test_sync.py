@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
+from fraudscreen.binschema import BinSchema
+from fraudscreen.gateway import hub_link
+from fraudscreen.gateway.server import Gateway
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.privacy.aggregate import due_periods
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.transport import uploader
-from fraudscreen.transport.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import sync_pb2
 from tests.service_support import (
@@ -63,9 +63,9 @@ def test_offline_days_then_every_batch_arrives_once(
     (tmp_path / "hub.token").write_text(token)
     port = free_port()
     recorder = Recorder()
-    real_channel = uploader.hub_channel
+    real_channel = hub_link.hub_channel
     monkeypatch.setattr(
-        uploader, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
+        hub_link, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
     )
     config = gateway_config(
         tmp_path / "gw",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fraudscreen.binschema import MISSING_CODE
 from fraudscreen.hub.storage import HubStore
-from fraudscreen.privacy.binning import MISSING_CODE
 
 COUNT_COLUMNS = ("noisy_total", "noisy_fraud", "batches")
 

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.errors import ReleaseRejectedError
 from fraudscreen.model.bundle import MANIFEST_FILE, SIGNATURE_FILE, BundleError
 from fraudscreen.model.signing import PublicKey, load_verified_bundle
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
+from fraudscreen.rpc.status import FieldViolation, RequestInvalidError
 
 
 @dataclass(frozen=True)

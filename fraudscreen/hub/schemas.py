@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.model.bundle import MANIFEST_FILE, load_bundle
-from fraudscreen.privacy.binning import BinSchema
 
 
 def load_schema(path: Path) -> BinSchema:

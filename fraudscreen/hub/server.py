@@ -15,6 +15,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.config import TLSConfig, parse_host_port
 from fraudscreen.hub.auth import Authenticator
 from fraudscreen.hub.defaults import (
@@ -29,9 +30,8 @@ from fraudscreen.hub.service import SYNC_SERVICE, SyncServicer
 from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.transport.grpc_server import bind, build_server, server_options
-from fraudscreen.transport.lifecycle import run_until_signalled
+from fraudscreen.rpc.lifecycle import run_until_signalled
+from fraudscreen.rpc.server import bind, build_server, server_options
 
 log = structlog.get_logger(__name__)
 

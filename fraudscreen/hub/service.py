@@ -46,15 +46,8 @@ from fraudscreen.hub.schemas import SchemaRegistry
 from fraudscreen.hub.storage import ConflictError, HubStore
 from fraudscreen.hub.validation import batch_from_request, release_from_request
 from fraudscreen.model.signing import PublicKey
-from fraudscreen.transport.servicer import (
-    UndecodableRequestError,
-    classify,
-    code_name,
-    decoded,
-    error_status,
-    lenient_parser,
-)
-from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
+from fraudscreen.rpc.parsing import decoded, lenient_parser
+from fraudscreen.rpc.status import FieldViolation, StatusMap, code_name
 from fraudscreen.v1 import sync_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.hub")
@@ -67,26 +60,25 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+STATUSES = StatusMap(
+    logger=log,
+    internal_event="sync.internal_error",
+    internal_message="internal error; the hub logged it",
+)
+STATUSES.register(AuthenticationError, grpc.StatusCode.UNAUTHENTICATED)
+STATUSES.register(PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED)
+STATUSES.register(
+    UnknownSchemaError,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    lambda _exc: [FieldViolation("batch.schema_hash", "not a bin schema this hub accepts")],
+)
+STATUSES.register(ReleaseRejectedError, grpc.StatusCode.FAILED_PRECONDITION)
+STATUSES.register(ConflictError, grpc.StatusCode.ALREADY_EXISTS)
+
+
 def hub_status(exc: Exception) -> status_pb2.Status:
     """Map a refusal to the status its caller can act on; anything else is INTERNAL."""
-    if isinstance(exc, AuthenticationError):
-        return error_status(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-    if isinstance(exc, PermissionDeniedError):
-        return error_status(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-    if isinstance(exc, UnknownSchemaError):
-        return error_status(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            str(exc),
-            [FieldViolation("batch.schema_hash", "not a bin schema this hub accepts")],
-        )
-    if isinstance(exc, ReleaseRejectedError):
-        return error_status(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-    if isinstance(exc, ConflictError):
-        return error_status(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-    if isinstance(exc, RequestInvalidError | UndecodableRequestError):
-        return classify(exc)
-    log.error("sync.internal_error", error_type=type(exc).__name__, exc_info=exc)
-    return error_status(grpc.StatusCode.INTERNAL, "internal error; the hub logged it")
+    return STATUSES.status(exc)
 
 
 def _certificate_names(context: grpc.ServicerContext) -> list[bytes]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
-from fraudscreen.privacy.binning import BinSchema, Cell
+from fraudscreen.binschema import BinSchema, Cell
 
 StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
 # How a batch was released (privacy.release.Mechanism). Batches stored before the hub knew

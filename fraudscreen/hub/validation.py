@@ -21,13 +21,13 @@ import math
 import re
 from collections.abc import Sequence
 
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.hub.errors import UnknownSchemaError
 from fraudscreen.hub.schemas import SchemaRegistry
 from fraudscreen.hub.storage import ReleaseKind, StoredBatch, StoredCell
 from fraudscreen.hub.tokens import NAME
-from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import MAX_DELTA, MAX_DOMAIN_CELLS, MAX_EPSILON
-from fraudscreen.transport.validation import FieldViolation, RequestInvalidError
+from fraudscreen.rpc.status import FieldViolation, RequestInvalidError
 from fraudscreen.v1 import sync_pb2 as pb
 
 MAX_CELLS = MAX_DOMAIN_CELLS  # also the largest domain a known-domain batch may cover

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from fraudscreen.atomic_file import write_atomically
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
-from fraudscreen.privacy.binning import BinSchema
 
 BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.txt"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fraudscreen import history as hist
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.features.batch import compute_features
 from fraudscreen.model.bundle import Bundle, Manifest, load_bundle
 from fraudscreen.model.report_html import ScoredSet, write_report
@@ -29,7 +30,6 @@ from fraudscreen.model.train_aggregates import (
     weighted_rows,
     write_aggregate_bundle,
 )
-from fraudscreen.privacy.binning import BinSchema, Cell
 
 Table = dict[Cell, tuple[int, int]]
 

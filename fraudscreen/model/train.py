@@ -23,11 +23,11 @@ import structlog
 from tqdm import tqdm
 
 from fraudscreen import __version__, history
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import GoldenRows, Manifest, Thresholds, write_bundle
 from fraudscreen.model.evaluate import ProtocolPeriods, compute_metrics, day_mask, evaluation_mask
-from fraudscreen.privacy.binning import BinSchema
 
 log = structlog.get_logger(__name__)
 

@@ -21,13 +21,14 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm
 import numpy as np
 import numpy.typing as npt
 
 from fraudscreen import __version__
+from fraudscreen.binschema import MISSING_CODE, BinSchema, Cell
 from fraudscreen.model.bundle import (
     MODEL_INPUT_BIN_CODES,
     GoldenRows,
@@ -35,11 +36,18 @@ from fraudscreen.model.bundle import (
     Thresholds,
     write_bundle,
 )
-from fraudscreen.privacy.binning import MISSING_CODE, BinSchema, Cell
-from fraudscreen.privacy.release import NoisyTable
 
 CountTable = Mapping[Cell, tuple[int, int]]
 """A released-style table: cell -> (total, fraud). Exact tables are (genuine, fraud)."""
+
+
+class ReleasedTable(Protocol):
+    """What training reads of a DP release (privacy.release.NoisyTable): its cells. A
+    Protocol, so the model does not import the privacy package that imports it."""
+
+    @property
+    def cells(self) -> CountTable: ...
+
 
 GOLDEN_CELLS = 256
 
@@ -114,7 +122,7 @@ def clamp_counts(total: int, fraud: int) -> tuple[int, int]:
     return total - fraud, fraud
 
 
-def sum_tables(tables: Iterable[NoisyTable | CountTable]) -> dict[Cell, tuple[int, int]]:
+def sum_tables(tables: Iterable[ReleasedTable | CountTable]) -> dict[Cell, tuple[int, int]]:
     """Add released tables cell by cell (cell -> (total, fraud)); no clamping here.
 
     A cell missing from a batch (not selected by a threshold release) adds nothing; a
@@ -123,7 +131,7 @@ def sum_tables(tables: Iterable[NoisyTable | CountTable]) -> dict[Cell, tuple[in
     """
     sums: dict[Cell, list[int]] = {}
     for table in tables:
-        cells = table.cells if isinstance(table, NoisyTable) else table
+        cells = table if isinstance(table, Mapping) else table.cells
         for cell, (total, fraud) in cells.items():
             acc = sums.setdefault(tuple(int(c) for c in cell), [0, 0])
             acc[0] += int(total)
@@ -137,7 +145,7 @@ def exact_as_released(exact: Mapping[Cell, tuple[int, int]]) -> dict[Cell, tuple
 
 
 def table_from_payload(payload: Mapping[str, Any]) -> dict[Cell, tuple[int, int]]:
-    """The cells of one outbox/hub batch payload (`privacy.outbox.encode_payload`)."""
+    """The cells of one outbox/hub batch payload (`storage.outbox.encode_payload`)."""
     return {
         tuple(int(c) for c in cell): (int(total), int(fraud))
         for cell, total, fraud in payload["cells"]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fraudscreen.privacy.binning import BinSchema, Cell
+from fraudscreen.binschema import BinSchema, Cell
 
 DAY = 86_400
 

@@ -53,6 +53,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fraudscreen import history
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.evaluate import (
@@ -70,7 +71,6 @@ from fraudscreen.model.train_aggregates import (
     train_from_table,
 )
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
-from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,

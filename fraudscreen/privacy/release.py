@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 import opendp.prelude as dp
 
-from fraudscreen.privacy.binning import BinSchema, Cell
+from fraudscreen.binschema import BinSchema, Cell
 
 CountKey = tuple[Cell, int]  # (cell, label)
 Mechanism = Literal["known_domain", "threshold"]

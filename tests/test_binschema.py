@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudscreen.binschema import DEFAULT_EDGES, MISSING_CODE, BinSchema
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
-from fraudscreen.privacy.binning import DEFAULT_EDGES, MISSING_CODE, BinSchema
 
 SCHEMA = BinSchema.default()
 

@@ -8,31 +8,27 @@ upserts on (site, batch id), so a resend after a lost acknowledgement is harmles
 
 from __future__ import annotations
 
-import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 import structlog
 
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.config import PrivacyConfig, SyncConfig
-from fraudscreen.journal import Journal
+from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
-from fraudscreen.privacy.binning import BinSchema, Cell
-from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import ReleaseParameters
-from fraudscreen.transport.channels import client_channel
+from fraudscreen.storage.journal import Journal
+from fraudscreen.storage.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 
 log = structlog.get_logger(__name__)
 
-HUB_TOKEN_ENV = "FRAUDSCREEN_HUB_TOKEN"  # noqa: S105 - the variable name, not a secret
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -70,55 +66,6 @@ def batch_message(payload: dict[str, Any]) -> sync_pb.AggregateBatch:
             for codes, total, fraud in payload["cells"]
         ],
     )
-
-
-def hub_channel(sync: SyncConfig) -> grpc.Channel:
-    return client_channel(
-        sync.hub, ca_file=sync.ca_file, cert_file=sync.cert_file, key_file=sync.key_file
-    )
-
-
-def hub_token(sync: SyncConfig) -> str | None:
-    if sync.token_file is not None:
-        return Path(sync.token_file).read_text().strip()
-    return os.environ.get(HUB_TOKEN_ENV) or None
-
-
-def hub_metadata(sync: SyncConfig) -> tuple[tuple[str, str], ...]:
-    """The site's bearer token, read on every call so a rotated token file is picked up."""
-    token = hub_token(sync)
-    return (("authorization", f"Bearer {token}"),) if token else ()
-
-
-class HubWorker:
-    """A gateway thread that talks to the hub now and then (the sync agent, the model
-    updater): a stop flag, the thread, and a channel opened on first use."""
-
-    def __init__(self, hub: SyncConfig, thread_name: str) -> None:
-        self._hub = hub
-        self._thread_name = thread_name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._channel: grpc.Channel | None = None
-
-    def hub_stub(self) -> sync_grpc.SyncStub:
-        if self._channel is None:
-            self._channel = hub_channel(self._hub)
-        return sync_grpc.SyncStub(self._channel)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._channel is not None:
-            self._channel.close()
-
-    def _run(self) -> None:
-        raise NotImplementedError
 
 
 @dataclass

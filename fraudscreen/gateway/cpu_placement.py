@@ -5,7 +5,7 @@ worker, the journal writer), and the GIL lets only one of them run Python at a t
 anyway. On the 2-core gateway VM a wake-up of a thread sleeping on the *other* core costs
 ~35 µs, against ~5 µs on the same core (loopback ping-pong), so spreading those threads
 over both cores buys hand-off latency, not throughput. Measured side by side (both on
-gRPC's iomgr path, see grpc_runtime.py): pinned, `fraudscreen serve` answered a lone
+gRPC's iomgr path, see rpc/runtime.py): pinned, `fraudscreen serve` answered a lone
 caller in ~500 µs instead of ~650 µs (p50) and 8 concurrent callers at ~3,600 instead of
 ~1,900 TPS; moving only the journal writer to the other core was slower again (~3,100
 TPS). The other core is left to the kernel's network stack and whatever else runs on the

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURE_NAMES
+from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.privacy.aggregate import (
     LabelledRow,
     Period,
@@ -17,10 +19,8 @@ from fraudscreen.privacy.aggregate import (
     due_periods,
     exact_table,
 )
-from fraudscreen.privacy.binning import BinSchema
-from fraudscreen.privacy.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
 from fraudscreen.privacy.release import MECHANISMS, Mechanism, ReleaseParameters
-from fraudscreen.transport.uploader import batch_message
+from fraudscreen.storage.outbox import BudgetExhaustedError, PrivacyOutbox, batch_id
 from fraudscreen.v1 import sync_pb2
 
 DAY = 86_400

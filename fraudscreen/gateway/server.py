@@ -21,28 +21,28 @@ from grpc_health.v1 import health, health_pb2
 
 from fraudscreen.config import GatewayConfig, describe, parse_host_port
 from fraudscreen.features.online import OnlineFeatureStore
-from fraudscreen.journal import Journal, JournalSettings
-from fraudscreen.localtime import SiteClock
-from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
-from fraudscreen.model.releases import ReleaseError
-from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
-from fraudscreen.privacy.outbox import PrivacyOutbox
-from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
-from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
-from fraudscreen.transport.admission import SERVICE, STREAM, UNARY, Admission, Limits
-from fraudscreen.transport.cpu_placement import apply_pinning
-from fraudscreen.transport.grpc_server import bind, build_server, server_options
-from fraudscreen.transport.lifecycle import run_until_signalled
-from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
-from fraudscreen.transport.servicer import (
+from fraudscreen.gateway.admission import SERVICE, STREAM, UNARY, Admission, Limits
+from fraudscreen.gateway.cpu_placement import apply_pinning
+from fraudscreen.gateway.metrics import GatewayMetrics, serve_metrics
+from fraudscreen.gateway.servicer import (
     SCREENING_SERVICE,
     STREAM_METHODS,
     UNARY_METHODS,
     ScreeningServicer,
 )
-from fraudscreen.transport.updater import ModelUpdater
-from fraudscreen.transport.uploader import SyncAgent
-from fraudscreen.transport.validation import RequestValidator, ValidationRules
+from fraudscreen.gateway.updater import ModelUpdater
+from fraudscreen.gateway.uploader import SyncAgent
+from fraudscreen.gateway.validation import RequestValidator, ValidationRules
+from fraudscreen.localtime import SiteClock
+from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
+from fraudscreen.model.releases import ReleaseError
+from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
+from fraudscreen.rpc.lifecycle import run_until_signalled
+from fraudscreen.rpc.server import bind, build_server, server_options
+from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
+from fraudscreen.storage.journal import Journal, JournalSettings
+from fraudscreen.storage.outbox import PrivacyOutbox
+from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.privacy.aggregate import Period
-from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
@@ -105,7 +105,7 @@ def encode_payload(
     """The batch as it will cross the wire: codes and noisy counts, nothing else.
 
     "kind" names the release ("known_domain" or "threshold"); payloads stored before it
-    existed have none and were thresholded (`transport.uploader.batch_message`).
+    existed have none and were thresholded (`gateway.uploader.batch_message`).
     """
     return {
         "site_id": site_id,

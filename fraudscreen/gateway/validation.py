@@ -14,24 +14,13 @@ from dataclasses import dataclass
 from fraudscreen.currency import is_currency_code
 from fraudscreen.localtime import SiteClock
 from fraudscreen.logs import luhn_valid
+from fraudscreen.rpc.status import FieldViolation, RequestInvalidError
 from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer
 from fraudscreen.transaction import EntryMode, Outcome, Transaction
 from fraudscreen.v1 import screening_pb2 as pb
 
 _ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")  # always fullmatch: "$" accepts a final "\n"
 MAX_AMOUNT_MINOR = 10**12
-
-
-@dataclass(frozen=True, slots=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
-class RequestInvalidError(ValueError):
-    def __init__(self, violations: list[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations = violations
 
 
 @dataclass(frozen=True)

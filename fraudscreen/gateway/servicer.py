@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError, Message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from fraudscreen.journal import JournalBackpressureError, JournalClosedError
+from fraudscreen.gateway.metrics import GatewayMetrics
+from fraudscreen.gateway.validation import RequestValidator
 from fraudscreen.policy import Decision
+from fraudscreen.rpc.parsing import decoded, lenient_parser
+from fraudscreen.rpc.status import (
+    FieldViolation,
+    RequestInvalidError,
+    StatusMap,
+    code_name,
+    error_status,
+)
 from fraudscreen.screening import (
     DuplicateTransactionError,
     ScreeningEngine,
     ScreeningUnavailableError,
     ScreenResult,
 )
-from fraudscreen.transport.metrics import GatewayMetrics
-from fraudscreen.transport.validation import FieldViolation, RequestInvalidError, RequestValidator
+from fraudscreen.storage.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.v1 import screening_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.requests")
@@ -37,7 +42,6 @@ MAX_BATCH = 500
 # a long model version. A batch whose answer could exceed the message limit is refused
 # before anything in it is screened, so a host never loses answers to an oversized reply.
 WORST_RESULT_BYTES = 640
-M = TypeVar("M", bound=Message)
 
 _DECISIONS = {
     Decision.APPROVE: pb.DECISION_APPROVE,
@@ -54,84 +58,31 @@ class DeadlinePassedError(TimeoutError):
     """The caller's deadline passed before the work started."""
 
 
-class UndecodableRequestError(ValueError):
-    """The bytes are not a valid protobuf message of the expected type."""
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """Stands in for a request whose bytes did not parse, so the handler can answer
-    INVALID_ARGUMENT (gRPC itself would answer INTERNAL and log a traceback)."""
-
-    type_name: str
-    error: str
-
-
-def lenient_parser(message_type: type[Message]) -> Callable[[bytes], object]:
-    def parse(data: bytes) -> object:
-        try:
-            return message_type.FromString(data)
-        except DecodeError as exc:
-            return Undecodable(message_type.DESCRIPTOR.full_name, str(exc))
-
-    return parse
-
-
-def decoded(request: object, message_type: type[M]) -> M:
-    """The parsed message, or UndecodableRequestError (-> INVALID_ARGUMENT)."""
-    if isinstance(request, Undecodable):
-        raise UndecodableRequestError(
-            f"request is not a valid {request.type_name} message ({request.error})"
-        )
-    assert isinstance(request, message_type)
-    return request
-
-
-def error_status(
-    code: grpc.StatusCode, message: str, violations: list[FieldViolation] | None = None
-) -> status_pb2.Status:
-    """A google.rpc.Status, with a BadRequest detail naming each bad field."""
-    status = status_pb2.Status(code=code.value[0], message=message)
-    if violations:
-        detail = any_pb2.Any()
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in violations
-                ]
-            )
-        )
-        status.details.append(detail)
-    return status
+STATUSES = StatusMap(
+    logger=log,
+    internal_event="request.internal_error",
+    internal_message="internal error; the gateway logged it",
+)
+STATUSES.register(
+    DuplicateTransactionError,
+    grpc.StatusCode.ALREADY_EXISTS,
+    lambda _exc: [FieldViolation("transaction_id", "already used for a different transaction")],
+)
+STATUSES.register(DeadlinePassedError, grpc.StatusCode.DEADLINE_EXCEEDED)
+STATUSES.register_all(
+    (
+        ScreeningUnavailableError,
+        JournalBackpressureError,
+        JournalClosedError,
+        ServiceNotReadyError,
+    ),
+    grpc.StatusCode.UNAVAILABLE,
+)
 
 
 def classify(exc: Exception) -> status_pb2.Status:
     """Map a failure to the status a terminal can act on; unknown ones are INTERNAL."""
-    if isinstance(exc, RequestInvalidError):
-        return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.violations)
-    if isinstance(exc, UndecodableRequestError):
-        return error_status(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if isinstance(exc, DeadlinePassedError):
-        return error_status(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-    if isinstance(exc, DuplicateTransactionError):
-        return error_status(
-            grpc.StatusCode.ALREADY_EXISTS,
-            str(exc),
-            [FieldViolation("transaction_id", "already used for a different transaction")],
-        )
-    if isinstance(
-        exc,
-        ScreeningUnavailableError
-        | JournalBackpressureError
-        | JournalClosedError
-        | ServiceNotReadyError,
-    ):
-        return error_status(grpc.StatusCode.UNAVAILABLE, str(exc))
-    log.error("request.internal_error", error_type=type(exc).__name__, exc_info=exc)
-    return error_status(grpc.StatusCode.INTERNAL, "internal error; the gateway logged it")
+    return STATUSES.status(exc)
 
 
 def to_response(result: ScreenResult) -> pb.ScreenResponse:
@@ -385,10 +336,3 @@ class ScreeningServicer:
             message=status.message if status is not None else "",
             latency_us=round(elapsed * 1e6, 1),
         )
-
-
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
-
-
-def code_name(status: status_pb2.Status) -> str:
-    return _CODE_NAMES.get(status.code, "UNKNOWN")

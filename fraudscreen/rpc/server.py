@@ -53,7 +53,7 @@ def build_server(
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
 ) -> grpc.Server:
     """`max_concurrent_rpcs` is gRPC's own global limit; the gateway leaves it unset and
-    admits calls per kind with an interceptor instead (transport/admission.py)."""
+    admits calls per kind with an interceptor instead (gateway/admission.py)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
         maximum_concurrent_rpcs=max_concurrent_rpcs,

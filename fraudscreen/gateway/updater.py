@@ -18,13 +18,13 @@ from pathlib import Path
 import structlog
 
 from fraudscreen.config import GatewayConfig
+from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.compile import CompileError, CompileOptions
 from fraudscreen.model.releases import ReleaseError, ReleaseStore
 from fraudscreen.model.signing import PublicKey, load_trusted_keys
 from fraudscreen.policy import Policy
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
-from fraudscreen.transport.uploader import HubWorker, hub_metadata
 from fraudscreen.v1 import sync_pb2 as sync_pb
 
 log = structlog.get_logger(__name__)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from fraudscreen.privacy.outbox import LedgerStatus
+from fraudscreen.storage.outbox import LedgerStatus
 
 LATENCY_BUCKETS = (
     0.00005,

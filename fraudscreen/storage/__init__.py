@@ -1,0 +1,1 @@
+"""On-site SQLite storage behind the domain: the journal, the privacy outbox and ledger."""

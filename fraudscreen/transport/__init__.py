@@ -1,1 +1,0 @@
-"""gRPC transport: server bootstrap, servicers, validation, TLS, health and metrics."""

@@ -1,0 +1,1 @@
+"""The service benchmark (`python -m loadtests.bench_service`), split by concern."""
