@@ -150,7 +150,9 @@ def test_serve_runs_every_thread_on_one_cpu_by_default(
 
 def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Path) -> None:
     process, port, metrics_port, lines = _start_process(
-        tmp_path, small_bundle_path, {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0"}
+        tmp_path,
+        small_bundle_path,
+        {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0", "FRAUDSCREEN_LOGGING_REQUESTS": "all"},
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

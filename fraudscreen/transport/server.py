@@ -18,7 +18,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from fraudscreen.config import GatewayConfig, describe, parse_host_port
+from fraudscreen.config import GatewayConfig, parse_host_port
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.journal import Journal, JournalSettings
 from fraudscreen.localtime import SiteClock
@@ -109,7 +109,7 @@ class Gateway:
             self.engine,
             self.validator,
             self.metrics,
-            log_approvals=config.logging.requests == "all",
+            log_requests=config.logging.requests,
             max_message_bytes=config.server.max_message_bytes,
         )
         self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
@@ -151,7 +151,13 @@ class Gateway:
 
     def listen(self) -> int:
         """Journal, state and gRPC up; health NOT_SERVING and calls UNAVAILABLE until ready."""
-        log.info("gateway.starting", config=describe(self.config))
+        log.info(
+            "gateway.starting",
+            listen=self.config.server.listen,
+            metrics=self.config.metrics.listen or None,
+            journal=str(self.config.journal.path),
+            requests_logged=self.config.logging.requests,
+        )
         self.journal.start()
         self.engine.restore()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from fraudscreen.config import RequestLogging
 from fraudscreen.journal import JournalBackpressureError, JournalClosedError
 from fraudscreen.policy import Decision
 from fraudscreen.screening import (
@@ -173,13 +174,16 @@ class ScreeningServicer:
         validator: RequestValidator,
         metrics: GatewayMetrics,
         *,
-        log_approvals: bool = True,
+        log_requests: RequestLogging = "none",
         max_message_bytes: int = 512 * 1024,
     ) -> None:
         self._engine = engine
         self._validator = validator
         self._metrics = metrics
-        self._log_approvals = log_approvals
+        # "none" (the default): per-request events only in metrics, so a busy gateway's
+        # log holds what an operator acts on; "non_approve" / "all" add request lines.
+        self._log_flagged = log_requests != "none"
+        self._log_approvals = log_requests == "all"
         self._max_batch = min(MAX_BATCH, max_message_bytes // WORST_RESULT_BYTES)
         self._children = _MetricChildren(metrics)
         self.ready = False
@@ -298,13 +302,14 @@ class ScreeningServicer:
             raise
         self._children.requests("ReportOutcome", "OK", "").inc()
         self._metrics.outcomes.labels(outcome.name, str(known).lower()).inc()
-        log.info(
-            "outcome",
-            terminal_id=terminal_id,
-            transaction_id=transaction_id,
-            outcome=outcome.name,
-            known_transaction=known,
-        )
+        if self._log_flagged:
+            log.info(
+                "outcome",
+                terminal_id=terminal_id,
+                transaction_id=transaction_id,
+                outcome=outcome.name,
+                known_transaction=known,
+            )
         return pb.ReportOutcomeResponse(recorded=True, known_transaction=known)
 
     def _screen(self, request: pb.ScreenRequest) -> ScreenResult:
@@ -325,7 +330,9 @@ class ScreeningServicer:
         if result is not None:
             decision = result.decision.name
             self._children.requests(method, "OK", decision).inc()
-            if self._log_approvals or result.decision is not Decision.APPROVE:
+            if self._log_approvals or (
+                self._log_flagged and result.decision is not Decision.APPROVE
+            ):
                 log.info(
                     "screened",
                     method=method,
@@ -342,6 +349,8 @@ class ScreeningServicer:
             return
         code = code_name(status) if status is not None else "UNKNOWN"
         self._children.requests(method, code, "").inc()
+        if not self._log_flagged:
+            return
         log.info(
             "rejected",
             method=method,
