@@ -535,7 +535,11 @@ def _add_wait(parser: argparse.ArgumentParser, seconds: float, what: str) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="fraudscreen", description=__doc__)
+    parser = OneLineParser(
+        prog="fraudscreen",
+        description="Point-of-sale card-fraud screening: the gateway, its model and the hub.",
+        epilog="`fraudscreen VERB --help` describes a verb and its options.",
+    )
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,

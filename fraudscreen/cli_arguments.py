@@ -16,7 +16,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+        if "default" in text.lower() or not has_default(action):
             return text
         if action.option_strings or action.nargs in ("?", "*"):
             default = action.default
@@ -26,6 +26,12 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
                 shown = str(default)
             return f"{text} (default: {shown.replace('%', '%%')})"
         return text
+
+
+def has_default(action: argparse.Action) -> bool:
+    """Worth showing: not None, not a store_true's False, not suppressed (0 is a default)."""
+    default = action.default
+    return not (default is None or default is False or default == argparse.SUPPRESS)
 
 
 class OneLineParser(argparse.ArgumentParser):

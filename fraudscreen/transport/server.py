@@ -32,6 +32,7 @@ from fraudscreen.transport.cpu_placement import apply_pinning
 from fraudscreen.transport.grpc_server import bind, build_server, server_options
 from fraudscreen.transport.lifecycle import run_until_signalled
 from fraudscreen.transport.metrics import GatewayMetrics, serve_metrics
+from fraudscreen.transport.port_check import ensure_can_listen
 from fraudscreen.transport.servicer import SCREENING_SERVICE, ScreeningServicer
 from fraudscreen.transport.updater import ModelUpdater
 from fraudscreen.transport.uploader import SyncAgent
@@ -291,6 +292,7 @@ class Gateway:
             return None, None
         host, port = parse_host_port(self.config.metrics.listen)
         tls = self.config.metrics.tls
+        ensure_can_listen(host, port, "metrics.listen")
         port, stop = serve_metrics(
             self.metrics,
             host,
