@@ -316,6 +316,8 @@ def load_native_call(options: CompileOptions | None = None) -> Callable[[int, in
             "native_call.unavailable",
             reason=str(exc),
             impact="scoring uses ctypes: ~1.5 µs slower per row",
+            action="install the Python headers (Debian/Ubuntu: apt install python3-dev) "
+            "and restart; the build is retried then",
         )
         return None
 
