@@ -100,8 +100,9 @@ def configure_logging(*, json: bool = True, level: str = "info") -> None:
         )
     )
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in [h for h in root.handlers if getattr(h, "fraudscreen", False)]:
+        root.removeHandler(old)  # ours from an earlier call; others' handlers stay
+    handler.fraudscreen = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(numeric)
     logging.captureWarnings(True)
