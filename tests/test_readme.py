@@ -20,8 +20,8 @@ def readme_commands() -> list[str]:
     """Every `fraudscreen ...` command in the README's bash blocks, continuations joined."""
     commands: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("#", 1)[0].strip()  # comments
+        lines = block.replace("\\\n", " ").splitlines()
+        for line in (part for text in lines for part in text.split("#", 1)[0].split("&&")):
             words = shlex.split(line)
             if words and words[0] == "time":
                 words = words[1:]
