@@ -790,9 +790,7 @@ def _verb_words(args: argparse.Namespace) -> list[str]:
 def one_line_error(command: str, exc: BaseException) -> str:
     """`fraudscreen VERB: error: ...` on one line. Our errors say what to do; anything else
     is named by its type (rerun with --log-level debug for the traceback)."""
-    known = isinstance(exc, (ValueError, RuntimeError, OSError)) and not isinstance(
-        exc, (KeyError, LookupError)
-    )
+    known = isinstance(exc, (ValueError, RuntimeError, OSError))
     text = " ".join(str(exc).split()) or type(exc).__name__
     if len(text) > 400:
         text = text[:400] + " ... (rerun with --log-level debug for the rest)"
