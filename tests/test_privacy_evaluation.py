@@ -429,6 +429,7 @@ def test_a_seed_makes_the_privacy_table_reproducible(small_history: pd.DataFrame
     noisy = [row for row in first.rows if row.mechanism is not None]
     assert {row.mechanism for row in noisy} == {"known_domain", "threshold"}
     assert [row.runs for row in first.rows] == [row.runs for row in again.rows]
+    assert "NumPy with seed 11" in first.markdown()  # the report says how noise was drawn
 
 
 def test_seeded_noise_is_discrete_laplace_of_the_scale() -> None:

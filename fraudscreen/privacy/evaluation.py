@@ -787,6 +787,12 @@ def format_report(report: PrivacyReport) -> str:
     test = ProtocolPeriods.after_training(c.train_end)
     scope = "each site's own journal" if c.site_features else "the whole history"
     mechanisms = ", ".join(MECHANISM_LABELS[m] for m in c.mechanisms)
+    sampler = (
+        "OpenDP discrete Laplace"
+        if c.seed is None
+        else f"discrete Laplace drawn by NumPy with seed {c.seed} (reproducible; scales and "
+        "thresholds from OpenDP's privacy maps; gateways use OpenDP's own sampler)"
+    )
     lines = [
         "# Cost of privacy: models trained from DP count tables vs. raw rows",
         "",
@@ -798,7 +804,7 @@ def format_report(report: PrivacyReport) -> str:
         f"per period: keeps {_share(d.bounded_rows, d.window_rows):.1%} of "
         f"{d.window_rows:,} transactions and {_share(d.bounded_frauds, d.window_frauds):.1%} "
         f"of {d.window_frauds:,} frauds",
-        f"- DP mechanisms: {mechanisms}; OpenDP discrete Laplace; known domain: pure ε "
+        f"- DP mechanisms: {mechanisms}; {sampler}; known domain: pure ε "
         f"(δ = 0), threshold: δ = {c.delta:g} per release; ε is per card, per site, per "
         f"period (basic composition over the window); {c.repetitions} noise draws per ε "
         "and mechanism (mean ± sd)",
