@@ -25,10 +25,15 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/fraudscreen /opt/fraudscreen
 COPY --from=build --chown=fraudscreen:fraudscreen --chmod=0700 /var/lib/fraudscreen /var/lib/fraudscreen
+# All state lives in the volume: every path setting is set here, and the working
+# directory is the volume too, so a relative default can never land elsewhere
+# (tests/test_dockerfile.py builds the settings from these lines and checks).
+WORKDIR /var/lib/fraudscreen
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     FRAUDSCREEN_CACHE_DIR=/var/lib/fraudscreen/cache \
     FRAUDSCREEN_MODEL_BUNDLE=/opt/fraudscreen/models/default \
+    FRAUDSCREEN_MODEL_RELEASES_DIR=/var/lib/fraudscreen/releases \
     FRAUDSCREEN_SITE_KEY_FILE=/var/lib/fraudscreen/site.key \
     FRAUDSCREEN_JOURNAL_PATH=/var/lib/fraudscreen/journal.sqlite3 \
     FRAUDSCREEN_SERVER_LISTEN=0.0.0.0:50051 \

@@ -8,18 +8,23 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fraudscreen.cli_arguments import (
+    OneLineParser,
+    date,
+    describe_verbs,
+    log_level,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    time_zone,
+)
 from fraudscreen.config import DEFAULT_BUNDLE
-from fraudscreen.logs import configure_logging
+from fraudscreen.logs import LOG_FORMATS, configure_logging, resolve_format
 from fraudscreen.rpc.runtime import prefer_low_latency_io
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+PRIVACY_REPORT_DIR = Path("reports/privacy")  # `evaluate --privacy --out` default
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -158,6 +163,7 @@ def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
         site_features=args.site_features,
         timezone=args.timezone,
         mechanisms=args.mechanisms,
+        seed=args.seed,
     )
     if path is None:
         print("no HISTORY given: simulating the default data set", file=sys.stderr)
@@ -205,17 +211,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from fraudscreen.gateway.server import serve
 
     config = load_config(args.config)
-    configure_logging(json=config.logging.format == "json", level=config.logging.level)
+    log_format = resolve_format(args.log_format or config.logging.format)
+    configure_logging(json=log_format == "json", level=args.log_level or config.logging.level)
     return serve(config)
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from fraudscreen.config import load_config
     from fraudscreen.logs import luhn_valid
-    from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer, load_or_create_site_key
+    from fraudscreen.tokenizer import CARD_NUMBER, CardTokenizer, load_site_key
 
     config = load_config(args.config)
-    tokenizer = CardTokenizer(load_or_create_site_key(config.site.key_file))
+    key = load_site_key(
+        config.site.key_file,
+        missing_hint=": tokenize reads the gateway's key and never creates one; give the "
+        "gateway's --config FILE (or FRAUDSCREEN_CONFIG, or FRAUDSCREEN_SITE_KEY_FILE)",
+    )
+    tokenizer = CardTokenizer(key)
     for number, line in enumerate(sys.stdin, start=1):
         pan = line.strip().replace(" ", "")
         if not pan:
@@ -240,6 +252,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         ca_file=args.ca_file,
         cert_file=args.cert_file,
         key_file=args.key_file,
+        wait=args.wait,
     )
     return run(args.history, options)
 
@@ -310,12 +323,21 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         for name in sorted(RELEASE_FILES)
         if (args.bundle / name).is_file()
     ]
-    token = args.token_file.read_text().strip()
+    token = _read_token(args.token_file, "--token-file")
     from fraudscreen.rpc.channels import client_channel
+    from fraudscreen.rpc.readiness import FAST_RECONNECT, wait_until_serving
 
-    channel = client_channel(args.hub, ca_file=args.ca_file)
+    channel = client_channel(args.hub, ca_file=args.ca_file, options=FAST_RECONNECT)
     sites = [s for s in (args.sites or "").split(",") if s]
     with channel:
+        wait_until_serving(
+            channel,
+            args.hub,
+            service="",
+            wait_seconds=args.wait,
+            what="hub",
+            hint="check --hub (and --ca-file for TLS), or wait longer with --wait",
+        )
         try:
             reply = sync_pb2_grpc.SyncStub(channel).PublishRelease(
                 sync_pb2.PublishReleaseRequest(
@@ -334,6 +356,21 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         "pick it up at their next poll"
     )
     return 0
+
+
+def _read_token(path: Path, flag: str) -> str:
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise ValueError(
+            f"{flag} {path}: no such file (`fraudscreen hub add-publisher` prints the token; "
+            "save it to a file)"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
+    if not token:
+        raise ValueError(f"{flag} {path}: the file is empty")
+    return token
 
 
 def _cmd_model_rollback(args: argparse.Namespace) -> int:
@@ -367,26 +404,37 @@ def _cmd_model_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    """Exit 0 when the gateway reports SERVING; used by the Docker HEALTHCHECK."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+    """Exit 0 when the gateway reports SERVING (within --wait); the Docker HEALTHCHECK."""
     from fraudscreen.rpc.channels import client_channel
+    from fraudscreen.rpc.readiness import (
+        FAST_RECONNECT,
+        NotServingError,
+        wait_until_serving,
+    )
 
     channel = client_channel(
-        args.target, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file
+        args.target,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        options=FAST_RECONNECT,
     )
     with channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            status = wait_until_serving(
+                channel,
+                args.target,
+                service=args.service,
+                wait_seconds=args.wait,
+                what="gateway",
+                hint="start it with `fraudscreen serve`, or give --wait SECONDS while it starts",
+                call_timeout=args.timeout,
             )
-        except grpc.RpcError as exc:
-            print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        except NotServingError as exc:
+            print(f"fraudscreen health: {exc}", file=sys.stderr)
             return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(f"{args.target} {args.service or '(server)'}: {status}")
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    return 0
 
 
 def _cmd_hub(args: argparse.Namespace) -> int:
@@ -397,10 +445,13 @@ def _cmd_hub(args: argparse.Namespace) -> int:
 
 def _add_common_history(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--currency", default="EUR", help="currency of rows without a CURRENCY column (default EUR)"
+        "--currency", default="EUR", help="currency of rows without a CURRENCY column"
     )
     parser.add_argument(
-        "--timezone", default="UTC", help="site time zone of TX_DATETIME (IANA name, default UTC)"
+        "--timezone",
+        type=time_zone,
+        default="UTC",
+        help="site time zone of TX_DATETIME (IANA name)",
     )
 
 
@@ -412,18 +463,34 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         help="train from simulated per-site DP count tables at several epsilons and compare "
         "with raw-row models (default HISTORY: a fresh default simulation)",
     )
-    group.add_argument("--sites", type=int, default=5, help="sites: terminal_id %% N (5)")
     group.add_argument(
-        "--epsilons", type=_epsilons, default=(0.5, 1.0, 2.0, 4.0, 8.0), help="0.5,1,2,4,8"
+        "--sites", type=positive_int, default=5, help="simulated sites: terminal_id %% N"
     )
-    group.add_argument("--train-end", type=_date, default=dt.date(2018, 8, 1))
-    group.add_argument("--train-days", type=int, default=28, help="DP training window (28)")
-    group.add_argument("--period-days", type=int, default=1, help="days per DP batch (1)")
     group.add_argument(
-        "--max-contributions", type=int, default=2, help="m: per card, site and period (2)"
+        "--epsilons",
+        type=_epsilons,
+        default=(0.5, 1.0, 2.0, 4.0, 8.0),
+        help="epsilons per period to compare, comma-separated",
     )
-    group.add_argument("--delta", type=float, default=1e-7)
-    group.add_argument("--repetitions", type=int, default=3, help="noise draws per epsilon (3)")
+    group.add_argument(
+        "--train-end",
+        type=date,
+        default=dt.date(2018, 8, 1),
+        help="first day after the DP training window",
+    )
+    group.add_argument(
+        "--train-days", type=positive_int, default=28, help="DP training window (days)"
+    )
+    group.add_argument("--period-days", type=positive_int, default=1, help="days per DP batch")
+    group.add_argument(
+        "--max-contributions", type=positive_int, default=2, help="m: per card, site and period"
+    )
+    group.add_argument(
+        "--delta", type=positive_float, default=1e-7, help="delta of the threshold mechanism"
+    )
+    group.add_argument(
+        "--repetitions", type=positive_int, default=3, help="noise draws per epsilon"
+    )
     group.add_argument(
         "--mechanisms",
         type=_mechanisms,
@@ -435,22 +502,71 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compute each site's features from its own journal (as a gateway does)",
     )
-    group.add_argument("--out", type=Path, default=Path("reports/privacy"))
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="draw the noise from a seeded generator so the table is reproducible "
+        "(default: OpenDP's secure sampler, as gateways use; differs run to run)",
+    )
+    group.add_argument(
+        "--out",
+        type=Path,
+        default=PRIVACY_REPORT_DIR,
+        help="directory for privacy_cost.md/.json/.png",
+    )
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the gateway's TOML file (default: $FRAUDSCREEN_CONFIG, else embedded defaults)",
+    )
+
+
+def _add_wait(parser: argparse.ArgumentParser, seconds: float, what: str) -> None:
+    parser.add_argument(
+        "--wait",
+        type=non_negative_float,
+        default=seconds,
+        metavar="SECONDS",
+        help=f"wait up to this long for the {what} to report SERVING (0: ask once)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fraudscreen", description=__doc__)
-    parser.add_argument("--log-format", choices=["json", "console"], default="console")
-    parser.add_argument("--log-level", default="info")
+    parser = OneLineParser(
+        prog="fraudscreen",
+        description="Point-of-sale card-fraud screening: the gateway, its model and the hub.",
+        epilog="`fraudscreen VERB --help` describes a verb and its options.",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="log lines on stderr: auto = console on a terminal, JSON otherwise (default: "
+        "auto; for serve: the config's logging.format)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        default=None,
+        help="debug, info, warning or error; debug also shows tracebacks (default: info; "
+        "for serve: the config's logging.level)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     sim = verbs.add_parser("simulate", help="write a synthetic transaction history")
     sim.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--customers", type=int, default=5000)
-    sim.add_argument("--terminals", type=int, default=10000)
-    sim.add_argument("--days", type=int, default=183)
-    sim.add_argument("--start", type=_date, default=dt.date(2018, 4, 1))
+    sim.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+    sim.add_argument("--customers", type=positive_int, default=5000, help="simulated cards")
+    sim.add_argument("--terminals", type=positive_int, default=10000, help="simulated terminals")
+    sim.add_argument("--days", type=positive_int, default=183, help="days of transactions")
+    sim.add_argument(
+        "--start", type=date, default=dt.date(2018, 4, 1), help="first day (YYYY-MM-DD)"
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(handler=_cmd_simulate)
 
@@ -473,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--holdout",
-        type=float,
+        type=positive_float,
         default=0.2,
         help="--from-hub: share of every cell kept aside (default 0.2)",
     )
@@ -486,15 +602,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     train.add_argument(
         "--train-end",
-        type=_date,
+        type=date,
         default=dt.date(2018, 8, 1),
         help="first day after the training week (default 2018-08-01)",
     )
-    train.add_argument("--train-days", type=int, default=7)
-    train.add_argument("--max-trees", type=int, default=300)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-days", type=positive_int, default=7, help="training window (days)")
+    train.add_argument(
+        "--max-trees", type=positive_int, default=300, help="LightGBM trees at most (early stop)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="LightGBM random seed")
     train.add_argument("--name", default="fraudscreen", help="model version prefix")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_common_history(train)
     train.set_defaults(handler=_cmd_train)
 
@@ -510,41 +628,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_cmd_evaluate)
 
     comp = verbs.add_parser("compile", help="compile a bundle to native code (cached)")
-    comp.add_argument("bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE)
-    comp.add_argument("--compiler", default="gcc")
-    comp.add_argument("--cache-dir", type=Path, default=None)
+    comp.add_argument(
+        "bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE, help="model bundle directory"
+    )
+    comp.add_argument("--compiler", default="gcc", help="C compiler command or path")
+    comp.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="compiled-model cache (default: $FRAUDSCREEN_CACHE_DIR, else ~/.cache/fraudscreen)",
+    )
     comp.set_defaults(handler=_cmd_compile)
 
     bench = verbs.add_parser("bench", help="per-row latency: native vs tl2cgen vs LightGBM")
-    bench.add_argument("bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE)
-    bench.add_argument("--rows", type=int, default=2000)
-    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument(
+        "bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE, help="model bundle directory"
+    )
+    bench.add_argument("--rows", type=positive_int, default=2000, help="rows scored per repeat")
+    bench.add_argument("--repeats", type=positive_int, default=5, help="repeats (median shown)")
     bench.add_argument(
         "--trees",
-        type=int,
+        type=non_negative_int,
         default=300,
-        help="also benchmark a synthetic model of this many 31-leaf trees",
+        help="also benchmark a synthetic model of this many 31-leaf trees (0: none)",
     )
     bench.set_defaults(handler=_cmd_bench)
     srv = verbs.add_parser("serve", help="run the screening gateway (gRPC)")
-    srv.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="TOML file (default: $FRAUDSCREEN_CONFIG, else embedded defaults)",
-    )
+    _add_config(srv)
     srv.set_defaults(handler=_cmd_serve)
 
     tok = verbs.add_parser(
         "tokenize", help="card numbers on stdin -> this site's card tokens (for blocklists)"
     )
-    tok.add_argument("--config", type=Path, default=None)
+    _add_config(tok)
     tok.set_defaults(handler=_cmd_tokenize)
 
     sync = verbs.add_parser("sync", help="aggregate sync to the hub")
     sync_verbs = sync.add_subparsers(dest="sync_verb", required=True, metavar="SYNC_VERB")
     sync_status = sync_verbs.add_parser("status", help="ledger and outbox of this gateway")
-    sync_status.add_argument("--config", type=Path, default=None)
+    _add_config(sync_status)
     sync_status.set_defaults(handler=_cmd_sync_status)
 
     keys = verbs.add_parser("keys", help="release signing keys (analysts)")
@@ -560,35 +682,45 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(handler=_cmd_keys_generate)
 
     sign = verbs.add_parser("sign", help="sign a bundle's manifest (Ed25519)")
-    sign.add_argument("bundle", type=Path)
+    sign.add_argument("bundle", type=Path, help="model bundle directory")
     sign.add_argument("--key", type=Path, required=True, help="private key file")
-    sign.add_argument("--passphrase-env", default=None)
+    sign.add_argument(
+        "--passphrase-env",
+        default=None,
+        help="environment variable holding the private key's passphrase (default: none)",
+    )
     sign.set_defaults(handler=_cmd_sign)
 
     pub = verbs.add_parser("publish", help="store a signed bundle on the hub as a release")
-    pub.add_argument("bundle", type=Path)
+    pub.add_argument("bundle", type=Path, help="signed model bundle directory")
     pub.add_argument("--hub", required=True, help="hub host:port")
     pub.add_argument("--token-file", type=Path, required=True, help="publisher token file")
     pub.add_argument("--sites", default="", help="comma-separated canary sites (default all)")
     pub.add_argument("--ca-file", type=Path, default=None, help="TLS: the hub's CA")
+    _add_wait(pub, 30.0, "hub")
     pub.set_defaults(handler=_cmd_publish)
 
     model = verbs.add_parser("model", help="this gateway's model releases")
     model_verbs = model.add_subparsers(dest="model_verb", required=True, metavar="MODEL_VERB")
     rollback = model_verbs.add_parser("rollback", help="return to the previous release")
-    rollback.add_argument("--config", type=Path, default=None)
+    _add_config(rollback)
     rollback.set_defaults(handler=_cmd_model_rollback)
     mstatus = model_verbs.add_parser("status", help="current, previous and rejected releases")
-    mstatus.add_argument("--config", type=Path, default=None)
+    _add_config(mstatus)
     mstatus.set_defaults(handler=_cmd_model_status)
 
     hc = verbs.add_parser("health", help="gRPC health check of a gateway (exit 0 if SERVING)")
-    hc.add_argument("--target", default="127.0.0.1:50051")
-    hc.add_argument("--service", default="fraudscreen.v1.Screening")
-    hc.add_argument("--timeout", type=float, default=3.0)
-    hc.add_argument("--ca-file", type=Path, default=None)
-    hc.add_argument("--cert-file", type=Path, default=None)
-    hc.add_argument("--key-file", type=Path, default=None)
+    hc.add_argument("--target", default="127.0.0.1:50051", help="gateway host:port")
+    hc.add_argument(
+        "--service",
+        default="fraudscreen.v1.Screening",
+        help="health service name ('' = the whole server; fraudscreen.model_update)",
+    )
+    hc.add_argument("--timeout", type=positive_float, default=3.0, help="seconds per health call")
+    _add_wait(hc, 0.0, "gateway")
+    hc.add_argument("--ca-file", type=Path, default=None, help="TLS: CA of the gateway")
+    hc.add_argument("--cert-file", type=Path, default=None, help="mTLS: client certificate")
+    hc.add_argument("--key-file", type=Path, default=None, help="mTLS: client key")
     hc.set_defaults(handler=_cmd_health)
 
     rep = verbs.add_parser("replay", help="stream simulated terminal traffic at a gateway")
@@ -599,11 +731,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="simulated history with CARD_PAN (default: a demo simulation)",
     )
-    rep.add_argument("--days", type=int, default=38, help="replay the last N days")
-    rep.add_argument("--limit", type=int, default=None, help="at most N transactions")
-    rep.add_argument("--mode", choices=["unary", "stream", "batch"], default="unary")
-    rep.add_argument("--batch-size", type=int, default=100, help="batch: requests per call")
-    rep.add_argument("--concurrency", type=int, default=4, help="unary: parallel terminals")
+    rep.add_argument("--days", type=positive_int, default=38, help="replay the last N days")
+    rep.add_argument(
+        "--limit", type=positive_int, default=None, help="at most N transactions (default: all)"
+    )
+    rep.add_argument(
+        "--mode",
+        choices=["unary", "stream", "batch"],
+        default="unary",
+        help="Screen calls, one ScreenStream, or ScreenBatch calls",
+    )
+    rep.add_argument(
+        "--batch-size", type=positive_int, default=100, help="batch: requests per call"
+    )
+    rep.add_argument(
+        "--concurrency", type=positive_int, default=4, help="unary: parallel terminals"
+    )
+    _add_wait(rep, 60.0, "gateway")
     rep.add_argument("--ca-file", type=Path, default=None, help="TLS: CA of the gateway")
     rep.add_argument("--cert-file", type=Path, default=None, help="mTLS: client certificate")
     rep.add_argument("--key-file", type=Path, default=None, help="mTLS: client key")
@@ -614,6 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub = verbs.add_parser("hub", help="central hub: DP aggregates in, signed releases out")
     add_hub_arguments(hub)
     hub.set_defaults(handler=_cmd_hub)
+    describe_verbs(parser)
     return parser
 
 
@@ -621,16 +766,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefer_low_latency_io()  # before any verb imports grpc
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(json=args.log_format == "json", level=args.log_level)
     handler: Handler = args.handler
+    command = " ".join(["fraudscreen", *_verb_words(args)])
     try:
+        configure_logging(
+            json=resolve_format(args.log_format or "auto") == "json",
+            level=args.log_level or "info",
+        )
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"fraudscreen {args.verb}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if args.log_level == "debug":
+            raise  # the traceback is what debugging asks for
+        print(one_line_error(command, exc), file=sys.stderr)
         return 2
+
+
+def _verb_words(args: argparse.Namespace) -> list[str]:
+    names = ("verb", "sync_verb", "keys_verb", "model_verb", "hub_verb")
+    return [word for name in names if (word := getattr(args, name, None))]
+
+
+def one_line_error(command: str, exc: BaseException) -> str:
+    """`fraudscreen VERB: error: ...` on one line. Our errors say what to do; anything else
+    is named by its type (rerun with --log-level debug for the traceback)."""
+    known = isinstance(exc, (ValueError, RuntimeError, OSError))
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 400:
+        text = text[:400] + " ... (rerun with --log-level debug for the rest)"
+    if not known:
+        text = f"{type(exc).__name__}: {text} (rerun with --log-level debug for the traceback)"
+    return f"{command}: error: {text}"
 
 
 if __name__ == "__main__":

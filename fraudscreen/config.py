@@ -85,9 +85,9 @@ _DEFAULT_SOURCE = "default"
 
 Durability = Literal["normal", "full"]
 PredictorChoice = Literal["native", "lightgbm"]
-LogFormat = Literal["json", "console"]
+LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-RequestLogging = Literal["all", "non_approve"]
+RequestLogging = Literal["none", "non_approve", "all"]
 # privacy.release.Mechanism (kept here too: the config must not import OpenDP)
 ReleaseMechanism = Literal["known_domain", "threshold"]
 
@@ -411,9 +411,9 @@ class ScreeningConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    format: LogFormat = "json"
+    format: LogFormat = "auto"  # console on a terminal, JSON otherwise (logs.resolve_format)
     level: LogLevel = "info"
-    requests: RequestLogging = "all"
+    requests: RequestLogging = "none"
 
     def __post_init__(self) -> None:
         _check_choice("format", self.format, LogFormat)
@@ -1014,11 +1014,13 @@ interval_seconds = 60.0
 max_backoff_seconds = 900.0
 
 [logging]
-# "json" (one object per line) or "console" (for people).
-format = "json"
+# "auto" (console lines when stderr is a terminal, JSON otherwise), "json" (one object
+# per line) or "console" (for people). `fraudscreen --log-format` overrides it.
+format = "auto"
 # "debug", "info", "warning" or "error".
 level = "info"
-# "all": one line per screened transaction; "non_approve": only REVIEW/DECLINE and errors
-# (saves ~10% CPU at full load). Card numbers never appear either way.
-requests = "all"
+# Per-request log lines: "none" (metrics count every request), "non_approve" (REVIEW,
+# DECLINE, outcomes and errors) or "all" (one line per screened transaction; ~10% CPU at
+# full load). Card numbers never appear either way.
+requests = "none"
 """

@@ -145,6 +145,8 @@ class _ColumnCheck:
         if len(bad):
             first = int(bad[0])
             value = self.frame[column].iloc[first]
+            if isinstance(value, np.generic):  # 2, not np.int64(2)
+                value = value.item()
             raise HistoryError(self.path, f"{value!r} {message}", row=first + 1, column=column)
 
     def present(self, column: str) -> pd.Series:

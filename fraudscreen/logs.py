@@ -9,11 +9,14 @@ groups separated by single spaces or dashes (4111 1111 1111 1111, 3454-2938-2574
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+import threading
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -102,45 +105,77 @@ def _redact_pans(
     return event
 
 
-class PanMaskingFilter(logging.Filter):
-    """The same masking for stdlib logging lines (gRPC's and other libraries' own logs)."""
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_pans(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask_pans(record.exc_text)
-        return True
+
+def resolve_format(name: str, stream: TextIO | None = None) -> str:
+    """`auto`: console lines for a person at a terminal, JSON for a file, pipe or collector.
+    Logs go to stderr, so that is the stream whose terminal-ness decides."""
+    if name != "auto":
+        return name
+    stream = sys.stderr if stream is None else stream
+    return "console" if stream.isatty() else "json"
 
 
 def configure_logging(*, json: bool = True, level: str = "info") -> None:
-    """Configure structlog once per process; stdlib logging goes the same way."""
+    """Configure structlog once per process; stdlib logging (third-party libraries and
+    Python warnings) is rendered by the same processors, so a JSON stream stays JSON."""
     numeric = logging.getLevelNamesMapping().get(level.upper())
-    if numeric is None:
-        raise ValueError(f"unknown log level {level!r}; use debug, info, warning or error")
+    if numeric is None or level.lower() not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use {', '.join(LOG_LEVELS)}")
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _redact_pans,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, _redact_pans, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, PanMaskingFilter) for f in handler.filters):
-            handler.addFilter(PanMaskingFilter())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact_pans,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "fraudscreen", False)]:
+        root.removeHandler(old)  # ours from an earlier call; others' handlers stay
+    handler.fraudscreen = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    logging.captureWarnings(True)
+
+
+_STDOUT_CAPTURE = threading.Lock()
+
+
+@contextlib.contextmanager
+def third_party_output_logged(source: str) -> Iterator[None]:
+    """Lines a library prints to stdout (TL2cgen and Treelite print their native log
+    there, e.g. `[12:00:00] .../split.cc:35: ...`) become debug log events instead, so
+    they never interleave with a command's output or break a JSON log stream."""
+    captured = io.StringIO()
+    try:
+        # sys.stdout is process-wide: one capture at a time, or two threads compiling
+        # could restore each other's buffer and leave stdout captured for good.
+        with _STDOUT_CAPTURE, contextlib.redirect_stdout(captured):
+            yield
+    finally:
+        for line in captured.getvalue().splitlines():
+            if line.strip():
+                structlog.get_logger(source).debug("third_party.output", line=line.strip())

@@ -28,11 +28,13 @@ from tqdm import tqdm
 
 from fraudscreen import history
 from fraudscreen.rpc.channels import client_channel
+from fraudscreen.rpc.readiness import FAST_RECONNECT, wait_until_serving
 from fraudscreen.simulate import SimulationConfig, simulate
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 
 WEEK = 7 * 86_400
+SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name  # health name
 _MODES = {
     m: getattr(pb, f"ENTRY_MODE_{m.upper()}")
     for m in ("chip", "contactless", "magstripe", "manual", "fallback")
@@ -54,6 +56,7 @@ class ReplayOptions:
     key_file: Path | None = None
     timeout: float = 5.0
     report_outcomes: bool = True
+    wait: float = 60.0  # seconds to wait for the gateway to report SERVING
 
 
 @dataclass
@@ -147,6 +150,7 @@ def open_channel(options: ReplayOptions) -> grpc.Channel:
         ca_file=options.ca_file,
         cert_file=options.cert_file,
         key_file=options.key_file,
+        options=FAST_RECONNECT,
     )
 
 
@@ -298,7 +302,15 @@ def _run_batch(
 def replay(frame: pd.DataFrame, options: ReplayOptions) -> tuple[ReplayStats, float]:
     stats = ReplayStats(batch_mode=options.mode == "batch")
     with open_channel(options) as channel:
-        grpc.channel_ready_future(channel).result(timeout=10)
+        wait_until_serving(
+            channel,
+            options.target,
+            service=SCREENING_SERVICE,
+            wait_seconds=options.wait,
+            what="gateway",
+            hint="start one with `fraudscreen serve`, point --target at it, or wait "
+            "longer with --wait",
+        )
         stub = pb_grpc.ScreeningStub(channel)
         began = time.perf_counter()
         with tqdm(

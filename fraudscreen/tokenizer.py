@@ -45,7 +45,17 @@ def load_or_create_site_key(path: Path) -> bytes:
                 handle.flush()
                 os.fsync(handle.fileno())
             log.info("site_key.created", path=str(path))
-    mode = stat.S_IMODE(path.stat().st_mode)
+    return load_site_key(path)
+
+
+def load_site_key(path: Path, *, missing_hint: str = "") -> bytes:
+    """Read an existing site key; never creates one. Clients (`fraudscreen tokenize`) use
+    this: a key made up on the spot would give tokens that match nothing on the gateway."""
+    path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        raise SiteKeyError(f"no site key at {path} (site.key_file){missing_hint}") from None
     if mode & 0o077:
         raise SiteKeyError(
             f"site key {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"

@@ -8,11 +8,13 @@ suite stays within CI's budget. Session-scoped so each is built once (TLS: per m
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import structlog
 
 from fraudscreen.history import validate_history
 from fraudscreen.model.bundle import Bundle, load_bundle
@@ -22,6 +24,19 @@ from tests.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
 SMALL_TRAINING = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=40, name="test")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that configures logging (an in-process CLI call, `configure_logging` under
+    capsys) must not leave later tests writing to its captured, closed stream."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -52,4 +52,4 @@ def test_health_exits_0_when_serving_and_1_when_unreachable(
     closed = f"127.0.0.1:{free_port()}"
     down = run_cli("health", "--target", closed, "--timeout", "1")
     assert down.returncode == 1
-    assert down.stderr.strip().startswith(f"{closed}: ")
+    assert down.stderr.strip().startswith(f"fraudscreen health: no gateway SERVING at {closed}")

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from fraudscreen.privacy.release import (
     ReleaseParameters,
     release,
 )
+from fraudscreen.privacy.seeded_noise import SeededDiscreteLaplace
 
 SCHEMA = BinSchema.default()
 SPLIT = dt.date(2018, 5, 20)  # train on days before, hold out the days after
@@ -408,7 +410,7 @@ def test_cli_privacy_mode(
         [
             "evaluate", "--privacy", str(path), "--sites", "2", "--epsilons", "4",
             "--train-end", "2018-05-20", "--train-days", "7", "--period-days", "7",
-            "--repetitions", "1", "--out", str(tmp_path / "report"),
+            "--repetitions", "1", "--out", str(tmp_path / "report"), "--seed", "5",
         ]
     )  # fmt: skip
     assert code == 0
@@ -417,3 +419,22 @@ def test_cli_privacy_mode(
     assert "| DP threshold, ε = 4" in out
     assert (tmp_path / "report" / PLOT_FILE).read_bytes().startswith(PNG_MAGIC)
     assert main(["evaluate", str(path)]) == 2  # the bundle mode still needs both arguments
+
+
+def test_a_seed_makes_the_privacy_table_reproducible(small_history: pd.DataFrame) -> None:
+    """`evaluate --privacy --seed`: the same noise, so the same table, run after run."""
+    config = dataclasses.replace(TINY, epsilons=(1.0,), repetitions=1, seed=11)
+    first = run_privacy_evaluation(small_history, config, progress=False)
+    again = run_privacy_evaluation(small_history, config, progress=False)
+    noisy = [row for row in first.rows if row.mechanism is not None]
+    assert {row.mechanism for row in noisy} == {"known_domain", "threshold"}
+    assert [row.runs for row in first.rows] == [row.runs for row in again.rows]
+    assert "NumPy with seed 11" in first.markdown()  # the report says how noise was drawn
+
+
+def test_seeded_noise_is_discrete_laplace_of_the_scale() -> None:
+    draws = SeededDiscreteLaplace(1)([0] * 200_000, 2.0)
+    assert SeededDiscreteLaplace(1)([0] * 200_000, 2.0) == draws
+    assert all(isinstance(z, int) for z in draws[:10])
+    assert statistics.fmean(draws) == pytest.approx(0.0, abs=0.05)
+    assert statistics.pstdev(draws) == pytest.approx(discrete_laplace_sd(2.0), rel=0.02)

@@ -154,7 +154,9 @@ def test_serve_runs_every_thread_on_one_cpu_by_default(
 
 def test_no_pan_in_journal_logs_or_metrics(tmp_path: Path, small_bundle_path: Path) -> None:
     process, port, metrics_port, lines = _start_process(
-        tmp_path, small_bundle_path, {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0"}
+        tmp_path,
+        small_bundle_path,
+        {"FRAUDSCREEN_POLICY_REVIEW_THRESHOLD": "0", "FRAUDSCREEN_LOGGING_REQUESTS": "all"},
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -201,7 +203,9 @@ def test_card_numbers_sent_in_ids_are_masked_in_every_log_line(
     accepted requests' `screened` lines, in `outcome` lines, in rejected requests' lines and
     in error messages (a duplicate transaction)."""
     pan_12, dashed, spaced = SHAPES[0][1], SHAPES[3][1], SHAPES[4][1]
-    process, port, _, lines = _start_process(tmp_path, small_bundle_path)
+    process, port, _, lines = _start_process(
+        tmp_path, small_bundle_path, {"FRAUDSCREEN_LOGGING_REQUESTS": "all"}
+    )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.ScreeningStub(channel)

@@ -19,7 +19,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2
 
-from fraudscreen.config import GatewayConfig, describe, parse_host_port
+from fraudscreen.config import GatewayConfig, parse_host_port
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.gateway.admission import SERVICE, STREAM, UNARY, Admission, Limits
 from fraudscreen.gateway.cpu_placement import apply_pinning
@@ -38,6 +38,7 @@ from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
 from fraudscreen.model.releases import ReleaseError
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.rpc.lifecycle import run_until_signalled
+from fraudscreen.rpc.port_check import ensure_can_listen
 from fraudscreen.rpc.server import bind, build_server, server_options
 from fraudscreen.screening import ActiveModel, ModelSlot, ScreeningEngine
 from fraudscreen.storage.journal import Journal, JournalSettings
@@ -116,7 +117,7 @@ class Gateway:
             self.engine,
             self.validator,
             self.metrics,
-            log_approvals=config.logging.requests == "all",
+            log_requests=config.logging.requests,
             max_message_bytes=config.server.max_message_bytes,
         )
         settings = config.server
@@ -175,7 +176,13 @@ class Gateway:
 
     def listen(self) -> int:
         """Journal, state and gRPC up; health NOT_SERVING and calls UNAVAILABLE until ready."""
-        log.info("gateway.starting", config=describe(self.config))
+        log.info(
+            "gateway.starting",
+            listen=self.config.server.listen,
+            metrics=self.config.metrics.listen or None,
+            journal=str(self.config.journal.path),
+            requests_logged=self.config.logging.requests,
+        )
         self.journal.start()
         self.engine.restore()
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -311,6 +318,7 @@ class Gateway:
             return None, None
         host, port = parse_host_port(self.config.metrics.listen)
         tls = self.config.metrics.tls
+        ensure_can_listen(host, port, "metrics.listen")
         port, stop = serve_metrics(
             self.metrics,
             host,

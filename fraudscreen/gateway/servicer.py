@@ -11,6 +11,7 @@ import structlog
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from fraudscreen.config import RequestLogging
 from fraudscreen.gateway.metrics import GatewayMetrics
 from fraudscreen.gateway.validation import RequestValidator
 from fraudscreen.policy import Decision
@@ -132,13 +133,16 @@ class ScreeningServicer:
         validator: RequestValidator,
         metrics: GatewayMetrics,
         *,
-        log_approvals: bool = True,
+        log_requests: RequestLogging = "none",
         max_message_bytes: int = 512 * 1024,
     ) -> None:
         self._engine = engine
         self._validator = validator
         self._metrics = metrics
-        self._log_approvals = log_approvals
+        # "none" (the default): per-request events only in metrics, so a busy gateway's
+        # log holds what an operator acts on; "non_approve" / "all" add request lines.
+        self._log_flagged = log_requests != "none"
+        self._log_approvals = log_requests == "all"
         self._max_batch = min(MAX_BATCH, max_message_bytes // WORST_RESULT_BYTES)
         self._children = _MetricChildren(metrics)
         self.ready = False
@@ -283,13 +287,14 @@ class ScreeningServicer:
             raise
         self._children.requests("ReportOutcome", "OK", "").inc()
         self._metrics.outcomes.labels(outcome.name, str(known).lower()).inc()
-        log.info(
-            "outcome",
-            terminal_id=terminal_id,
-            transaction_id=transaction_id,
-            outcome=outcome.name,
-            known_transaction=known,
-        )
+        if self._log_flagged:
+            log.info(
+                "outcome",
+                terminal_id=terminal_id,
+                transaction_id=transaction_id,
+                outcome=outcome.name,
+                known_transaction=known,
+            )
         return pb.ReportOutcomeResponse(recorded=True, known_transaction=known)
 
     def _screen(self, request: pb.ScreenRequest) -> ScreenResult:
@@ -310,7 +315,9 @@ class ScreeningServicer:
         if result is not None:
             decision = result.decision.name
             self._children.requests(method, "OK", decision).inc()
-            if self._log_approvals or result.decision is not Decision.APPROVE:
+            if self._log_approvals or (
+                self._log_flagged and result.decision is not Decision.APPROVE
+            ):
                 log.info(
                     "screened",
                     method=method,
@@ -327,6 +334,8 @@ class ScreeningServicer:
             return
         code = code_name(status) if status is not None else "UNKNOWN"
         self._children.requests(method, code, "").inc()
+        if not self._log_flagged:
+            return
         log.info(
             "rejected",
             method=method,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fraudscreen.cli_arguments import non_negative_float, positive_int
 from fraudscreen.hub.defaults import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
@@ -65,30 +66,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="require client certificates signed by this CA (mTLS; CN = site id)",
     )
-    srv.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on SIGTERM")
-    srv.add_argument("--max-workers", type=int, default=16)
+    srv.add_argument(
+        "--grace-seconds", type=non_negative_float, default=10.0, help="drain time on SIGTERM"
+    )
+    srv.add_argument("--max-workers", type=positive_int, default=16, help="gRPC worker threads")
     srv.set_defaults(hub_handler=_serve)
 
     site = verbs.add_parser("add-site", help="create (or --rotate) a site's token; shown once")
-    site.add_argument("site_id")
-    site.add_argument("--tokens", type=Path, default=DEFAULT_SITE_TOKENS)
+    site.add_argument("site_id", help="the site's id (its gateway's site.id)")
+    site.add_argument(
+        "--tokens", type=Path, default=DEFAULT_SITE_TOKENS, help="site token hashes file"
+    )
     site.add_argument("--rotate", action="store_true", help="replace the site's token")
     site.set_defaults(hub_handler=_add_site)
 
     pub = verbs.add_parser("add-publisher", help="create an analyst's publisher token")
-    pub.add_argument("name")
-    pub.add_argument("--publisher-token-file", type=Path, default=DEFAULT_PUBLISHER_TOKENS)
+    pub.add_argument("name", help="the analyst's name")
+    pub.add_argument(
+        "--publisher-token-file",
+        type=Path,
+        default=DEFAULT_PUBLISHER_TOKENS,
+        help="publisher token hashes file",
+    )
     pub.add_argument("--rotate", action="store_true", help="replace the analyst's token")
     pub.set_defaults(hub_handler=_add_publisher)
 
     exp = verbs.add_parser("export", help="write the summed DP table of one schema")
-    exp.add_argument("--db", type=Path, default=DEFAULT_DB)
+    exp.add_argument("--db", type=Path, default=DEFAULT_DB, help="the hub's SQLite database")
     exp.add_argument("--schema-hash", required=True, help="see `fraudscreen hub status`")
     exp.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
     exp.set_defaults(hub_handler=_export)
 
     st = verbs.add_parser("status", help="per-site batches, periods and epsilon; releases")
-    st.add_argument("--db", type=Path, default=DEFAULT_DB)
+    st.add_argument("--db", type=Path, default=DEFAULT_DB, help="the hub's SQLite database")
     st.set_defaults(hub_handler=_status)
 
 

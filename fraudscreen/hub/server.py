@@ -93,7 +93,7 @@ class HubServer:
     def start(self) -> int:
         """Listen and serve; returns the bound port."""
         server = self._grpc_server()
-        address, bound = bind(server, self.settings.listen, self.settings.tls)
+        address, bound = bind(server, self.settings.listen, self.settings.tls, setting="--listen")
         server.start()
         self._server, self._port = server, bound
         self._set_health(health_pb2.HealthCheckResponse.SERVING)

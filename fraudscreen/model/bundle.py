@@ -191,6 +191,10 @@ def load_bundle(path: Path, *, expected_features: Sequence[str] | None = None) -
     """
     path = Path(path)
     manifest_path = path / MANIFEST_FILE
+    if not path.exists():
+        raise BundleError(f"no model bundle at {path}: that directory does not exist")
+    if not path.is_dir():
+        raise BundleError(f"{path} is not a model bundle: a bundle is a directory")
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a model bundle: {MANIFEST_FILE} is missing")
     try:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from fraudscreen.logs import third_party_output_logged
 from fraudscreen.model.bundle import BRANCHES_FILE, Bundle
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, NativePredictor, Predictor
 
@@ -158,26 +159,27 @@ def _build(bundle: Bundle, options: CompileOptions, target_dir: Path) -> None:
         scratch_path = Path(scratch)
         model_file = scratch_path / "model.txt"
         model_file.write_text(bundle.model_text)
-        try:
-            model = treelite.frontend.load_lightgbm_model(str(model_file))
-            log.info("compile.generate_c", seconds=round(time.perf_counter() - started, 2))
-            out_dir = scratch_path / "out"
-            out_dir.mkdir()
-            params: dict[str, object] = {"parallel_comp": options.parallel_units}
-            if bundle.branches_path is not None:
-                params["annotate_in"] = str(bundle.branches_path)
-            tl2cgen.export_lib(
-                model,
-                toolchain=options.compiler,
-                libpath=str(out_dir / LIBRARY_NAME),
-                params=params,
-                nthread=options.parallel_units,
-                verbose=False,
-            )
-        except Exception as exc:  # tl2cgen raises bare errors with the compiler log
-            raise CompileError(
-                f"compiling {bundle.model_version} with {options.compiler} failed: {exc}"
-            ) from exc
+        with third_party_output_logged("fraudscreen.compile"):
+            try:
+                model = treelite.frontend.load_lightgbm_model(str(model_file))
+                log.info("compile.generate_c", seconds=round(time.perf_counter() - started, 2))
+                out_dir = scratch_path / "out"
+                out_dir.mkdir()
+                params: dict[str, object] = {"parallel_comp": options.parallel_units}
+                if bundle.branches_path is not None:
+                    params["annotate_in"] = str(bundle.branches_path)
+                tl2cgen.export_lib(
+                    model,
+                    toolchain=options.compiler,
+                    libpath=str(out_dir / LIBRARY_NAME),
+                    params=params,
+                    nthread=options.parallel_units,
+                    verbose=False,
+                )
+            except Exception as exc:  # tl2cgen raises bare errors with the compiler log
+                raise CompileError(
+                    f"compiling {bundle.model_version} with {options.compiler} failed: {exc}"
+                ) from exc
         if target_dir.exists():
             shutil.rmtree(target_dir)
         os.replace(out_dir, target_dir)
@@ -314,6 +316,8 @@ def load_native_call(options: CompileOptions | None = None) -> Callable[[int, in
             "native_call.unavailable",
             reason=str(exc),
             impact="scoring uses ctypes: ~1.5 µs slower per row",
+            action="install the Python headers (Debian/Ubuntu: apt install python3-dev) "
+            "and restart; the build is retried then",
         )
         return None
 

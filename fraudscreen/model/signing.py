@@ -202,9 +202,14 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     except (ValueError, UnsupportedAlgorithm) as exc:
         if passphrase is not None and b"ENCRYPTED" in data:
             raise SignatureError(f"cannot decrypt private key {path}: wrong passphrase?") from exc
+        if b"PUBLIC KEY-----" in data:
+            raise SignatureError(
+                f"{path} is a public key; sign with the private key written by "
+                "`fraudscreen keys generate --private FILE`"
+            ) from exc
         raise SignatureError(
-            f"{path} is not a PEM private key ({exc}); expected an Ed25519 key as written "
-            "by generate_keypair"
+            f"{path} is not a PEM private key; expected the Ed25519 private key written by "
+            "`fraudscreen keys generate --private FILE`"
         ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise SignatureError(

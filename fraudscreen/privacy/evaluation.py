@@ -74,11 +74,13 @@ from fraudscreen.privacy.aggregate import LabelledRow, exact_table
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
+    NoiseSampler,
     NoisyTable,
     ReleaseParameters,
     release_known_domain,
     release_table,
 )
+from fraudscreen.privacy.seeded_noise import SeededDiscreteLaplace
 
 FloatArray = npt.NDArray[np.float64]
 ExactTable = dict[Cell, tuple[int, int]]
@@ -113,6 +115,7 @@ class PrivacyEvaluationConfig:
     aggregate: AggregateTrainingConfig = field(default_factory=AggregateTrainingConfig)
     timezone: str = "UTC"
     mechanisms: tuple[Mechanism, ...] = MECHANISMS  # known_domain, threshold
+    seed: int | None = None  # None: OpenDP's sampler (fresh every run); else reproducible
 
     def __post_init__(self) -> None:
         if self.sites < 1 or self.repetitions < 1:
@@ -395,12 +398,29 @@ def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
+def noise_sampler(
+    config: PrivacyEvaluationConfig, mechanism: Mechanism, epsilon: float, draw: int
+) -> NoiseSampler | None:
+    """With `config.seed`: a seeded sampler per (mechanism, epsilon, draw), so each row of
+    the table is reproducible on its own; without: None (OpenDP, fresh noise)."""
+    if config.seed is None:
+        return None
+    return SeededDiscreteLaplace(
+        config.seed, MECHANISMS.index(mechanism), round(epsilon * 1_000_000), draw
+    )
+
+
 def release_batches(
-    batches: Sequence[Batch], params: ReleaseParameters, *, progress: bool, desc: str
+    batches: Sequence[Batch],
+    params: ReleaseParameters,
+    *,
+    progress: bool,
+    desc: str,
+    noise: NoiseSampler | None = None,
 ) -> list[NoisyTable]:
     """One DP release of every batch, as the gateways would send them (fresh noise)."""
     bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
-    return [release_table(batch.bounded, params) for batch in bar]
+    return [release_table(batch.bounded, params, noise=noise) for batch in bar]
 
 
 def selected_exact(batches: Sequence[Batch], released: Sequence[NoisyTable]) -> ExactTable:
@@ -434,7 +454,8 @@ def run_threshold(
     failed = 0
     for rep in range(config.repetitions):
         desc = f"  threshold ε={epsilon:g} draw {rep + 1}/{config.repetitions}"
-        released = release_batches(batches, params, progress=progress, desc=desc)
+        noise = noise_sampler(config, "threshold", epsilon, rep)
+        released = release_batches(batches, params, progress=progress, desc=desc, noise=noise)
         shares.append(selection_shares(batches, released))
         spent.extend((table.epsilon, table.delta) for table in released)
         metrics, learned = score_table(sum_tables(released), schema, test, config)
@@ -483,11 +504,14 @@ def release_known_domain_batches(
     *,
     progress: bool,
     desc: str,
+    noise: NoiseSampler | None = None,
 ) -> list[NoisyTable]:
-    """One known-domain release of every batch, as the gateways would send them."""
-    with ThreadPoolExecutor(RELEASE_THREADS) as pool:
+    """One known-domain release of every batch, as the gateways would send them (a seeded
+    sampler draws in batch order, on one thread)."""
+    with ThreadPoolExecutor(RELEASE_THREADS if noise is None else 1) as pool:
         tables = pool.map(
-            lambda batch: release_known_domain(batch.bounded, schema, params), batches
+            lambda batch: release_known_domain(batch.bounded, schema, params, noise=noise),
+            batches,
         )
         bar = tqdm(
             tables, total=len(batches), desc=desc, unit="batch", disable=not progress, leave=False
@@ -513,7 +537,12 @@ def run_known_domain(
     for rep in range(config.repetitions):
         desc = f"  known domain ε={epsilon:g} draw {rep + 1}/{config.repetitions}"
         released = release_known_domain_batches(
-            batches, schema, params, progress=progress, desc=desc
+            batches,
+            schema,
+            params,
+            progress=progress,
+            desc=desc,
+            noise=noise_sampler(config, "known_domain", epsilon, rep),
         )
         spent.extend((table.epsilon, table.delta) for table in released)
         metrics, learned = score_table(sum_tables(released), schema, test, config)
@@ -758,6 +787,12 @@ def format_report(report: PrivacyReport) -> str:
     test = ProtocolPeriods.after_training(c.train_end)
     scope = "each site's own journal" if c.site_features else "the whole history"
     mechanisms = ", ".join(MECHANISM_LABELS[m] for m in c.mechanisms)
+    sampler = (
+        "OpenDP discrete Laplace"
+        if c.seed is None
+        else f"discrete Laplace drawn by NumPy with seed {c.seed} (reproducible; scales and "
+        "thresholds from OpenDP's privacy maps; gateways use OpenDP's own sampler)"
+    )
     lines = [
         "# Cost of privacy: models trained from DP count tables vs. raw rows",
         "",
@@ -769,7 +804,7 @@ def format_report(report: PrivacyReport) -> str:
         f"per period: keeps {_share(d.bounded_rows, d.window_rows):.1%} of "
         f"{d.window_rows:,} transactions and {_share(d.bounded_frauds, d.window_frauds):.1%} "
         f"of {d.window_frauds:,} frauds",
-        f"- DP mechanisms: {mechanisms}; OpenDP discrete Laplace; known domain: pure ε "
+        f"- DP mechanisms: {mechanisms}; {sampler}; known domain: pure ε "
         f"(δ = 0), threshold: δ = {c.delta:g} per release; ε is per card, per site, per "
         f"period (basic composition over the window); {c.repetitions} noise draws per ε "
         "and mechanism (mean ± sd)",

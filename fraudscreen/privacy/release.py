@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Literal
@@ -222,7 +222,17 @@ def _encode(key: CountKey) -> str:
     return ",".join(map(str, cell)) + "|" + str(label)
 
 
-def release_counts(exact: Mapping[CountKey, int], params: ReleaseParameters) -> NoisyCounts:
+# Adds noise of a scale to each count. None everywhere below: OpenDP's own sampler (what a
+# gateway uses); `evaluate --privacy --seed` passes a seeded one (privacy/seeded_noise.py).
+NoiseSampler = Callable[[Sequence[int], float], list[int]]
+
+
+def release_counts(
+    exact: Mapping[CountKey, int],
+    params: ReleaseParameters,
+    *,
+    noise: NoiseSampler | None = None,
+) -> NoisyCounts:
     """Release ``exact`` with (epsilon, delta)-DP per card per period.
 
     Keys with count 0 are dropped before the mechanism (they are indistinguishable from
@@ -241,10 +251,15 @@ def release_counts(exact: Mapping[CountKey, int], params: ReleaseParameters) -> 
     epsilon, delta = _spent(scale, threshold, m)
 
     # OpenDP keeps noisy >= its threshold; threshold + 1 gives "noisy > threshold" (#2922).
-    meas = _measurement(scale, threshold + 1)
-    by_name = {_encode(k): k for k in clean}
-    noisy = meas({name: clean[key] for name, key in by_name.items()})
-    counts = {by_name[name]: int(v) for name, v in noisy.items()}
+    if noise is None:
+        meas = _measurement(scale, threshold + 1)
+        by_name = {_encode(k): k for k in clean}
+        noisy = meas({name: clean[key] for name, key in by_name.items()})
+        counts = {by_name[name]: int(v) for name, v in noisy.items()}
+    else:
+        keys = list(clean)
+        drawn = noise([clean[key] for key in keys], scale)
+        counts = {key: v for key, v in zip(keys, drawn, strict=True) if v > threshold}
     if any(v <= threshold for v in counts.values()):  # pragma: no cover - defensive
         raise RuntimeError("OpenDP released a count at or below the threshold")
 
@@ -295,7 +310,12 @@ def _discrete_laplace_vector(scale: float, size: int | None = None) -> Any:
     return dp.m.make_laplace(domain, dp.l1_distance(T=dp.i64), scale=scale)
 
 
-def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParameters) -> NoisyTable:
+def release_table(
+    exact: Mapping[Cell, tuple[int, int]],
+    params: ReleaseParameters,
+    *,
+    noise: NoiseSampler | None = None,
+) -> NoisyTable:
     """Release a cell table (cell -> (n_genuine, n_fraud)) with (epsilon, delta)-DP per card.
 
     Half the epsilon selects cells by their noisy total (the thresholded mechanism above, so
@@ -315,7 +335,7 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
             raise ValueError(f"exact: negative count in cell {cell!r}")
         totals[(tuple(cell), 0)] = genuine + fraud
         frauds[tuple(cell)] = fraud
-    selected = release_counts(totals, half)
+    selected = release_counts(totals, half, noise=noise)
     cells = sorted(cell for cell, _ in selected.counts)
     m = params.max_contributions
     fraud_scale = m / half.epsilon
@@ -324,7 +344,9 @@ def release_table(exact: Mapping[Cell, tuple[int, int]], params: ReleaseParamete
     measurement = _discrete_laplace_vector(fraud_scale, max(len(cells), 1))
     fraud_epsilon = float(measurement.map(m))
     noisy_fraud: list[int] = []
-    if cells:
+    if cells and noise is not None:
+        noisy_fraud = noise([frauds[c] for c in cells], fraud_scale)
+    elif cells:
         noisy_fraud = [int(v) for v in measurement([frauds[c] for c in cells])]
     return NoisyTable(
         cells={c: (selected.counts[(c, 0)], f) for c, f in zip(cells, noisy_fraud, strict=True)},
@@ -389,6 +411,8 @@ def release_known_domain(
     exact: Mapping[Cell, tuple[int, int]],
     domain: BinSchema | Sequence[Cell],
     params: ReleaseParameters,
+    *,
+    noise: NoiseSampler | None = None,
 ) -> NoisyTable:
     """Release every cell of a public domain with pure epsilon-DP per card per period.
 
@@ -439,7 +463,7 @@ def release_known_domain(
     m = params.max_contributions
     measurement = _discrete_laplace_vector(scale, 2 * n)
     epsilon = float(measurement.map(m))
-    noisy = [int(v) for v in measurement(counts)]
+    noisy = [int(v) for v in measurement(counts)] if noise is None else noise(counts, scale)
     return NoisyTable(
         cells={cell: (noisy[i] + noisy[n + i], noisy[n + i]) for i, cell in enumerate(cells)},
         epsilon=epsilon,

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fraudscreen.config import TLSConfig, parse_host_port
+from fraudscreen.rpc.port_check import ensure_can_listen
 
 
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:
@@ -68,9 +69,13 @@ def build_server(
     return server
 
 
-def bind(server: grpc.Server, listen: str, tls: TLSConfig) -> tuple[str, int]:
-    """Add the listening port (TLS when configured); returns (address, bound port)."""
+def bind(
+    server: grpc.Server, listen: str, tls: TLSConfig, *, setting: str = "server.listen"
+) -> tuple[str, int]:
+    """Add the listening port (TLS when configured); returns (address, bound port).
+    `setting` names where `listen` came from, for the error when it is taken."""
     host, port = parse_host_port(listen)
+    ensure_can_listen(host, port, setting)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     credentials = server_credentials(tls)
     bound = (
@@ -79,5 +84,5 @@ def bind(server: grpc.Server, listen: str, tls: TLSConfig) -> tuple[str, int]:
         else server.add_insecure_port(address)
     )
     if bound == 0:
-        raise OSError(f"cannot listen on {address}; is the port in use?")
+        raise OSError(f"{setting} = {listen}: gRPC cannot listen on {address}")
     return address, bound

@@ -352,10 +352,11 @@ def serve_variant(stack: str, echo: bool) -> int:
     from fraudscreen.config import load_config
     from fraudscreen.gateway.cpu_placement import apply_pinning
     from fraudscreen.gateway.server import Gateway
-    from fraudscreen.logs import configure_logging
+    from fraudscreen.logs import configure_logging, resolve_format
 
     config = load_config(None)
-    configure_logging(json=config.logging.format == "json", level=config.logging.level)
+    log_format = resolve_format(config.logging.format)
+    configure_logging(json=log_format == "json", level=config.logging.level)
     apply_pinning(config.server.pin_cpu)  # placed as `fraudscreen serve` places itself
     if echo and stack == "sync":
         _serve_sync_echo(config)
