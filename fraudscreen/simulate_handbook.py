@@ -154,7 +154,9 @@ def _sample_ids(population: int, n: int, seed: int) -> npt.NDArray[np.int64]:
     return np.random.RandomState(seed).permutation(population)[:n].astype(np.int64)
 
 
-def simulate_handbook(config: HandbookConfig | None = None, *, progress: bool = True) -> pd.DataFrame:
+def simulate_handbook(
+    config: HandbookConfig | None = None, *, progress: bool = True
+) -> pd.DataFrame:
     """The handbook's transaction table, labels and scenarios, identical draw for draw."""
     config = config or HandbookConfig()
     customers = _customer_profiles(config.customers)
