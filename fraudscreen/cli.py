@@ -235,8 +235,7 @@ def _bench_front(args: argparse.Namespace) -> int:
     points = size_front(
         frame,
         compute_features(frame),
-        # one thread: oversubscribed threads made training ~30x slower on a busy machine
-        TrainingConfig(extra_params={"num_threads": 1}),
+        TrainingConfig(),
         leaves=leaves,
         rows=args.rows,
         repeats=args.repeats,
