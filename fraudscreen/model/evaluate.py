@@ -4,7 +4,10 @@ Train on a week, wait out a 7-day label delay, test on the following week, and d
 each test day the cards already known to be compromised by then (their fraud would be
 blocked anyway). Metrics: AUC ROC, Average Precision, and Card Precision@100 (per day,
 the 100 cards with the highest score; the share that were really defrauded; averaged over
-days), so our numbers sit beside the handbook's published ones.
+days; a card detected, a fraud among a day's top 100, leaves the ranking of the later days
+as in the handbook's `card_precision_top_k`), so our numbers sit beside the handbook's
+published ones. On the handbook's published data its logistic regression scores 0.291
+(published 0.291) with that rule, 0.346 without it.
 """
 
 from __future__ import annotations
@@ -122,6 +125,31 @@ def card_precision_at_k(
     return float(np.mean(precisions)) if precisions else float("nan")
 
 
+def card_precision_at_k_detected_removed(
+    frame: pd.DataFrame, scores: npt.NDArray[np.float64], k: int = CARD_PRECISION_K
+) -> float:
+    """Card Precision@k with the handbook's rule (`card_precision_top_k`): each test day,
+    cards already detected (a fraud among the top k) on an earlier test day are removed
+    before ranking, so a card caught once is not counted again."""
+    table = pd.DataFrame(
+        {
+            "day": frame[history.TX_DATETIME].dt.normalize().to_numpy(),
+            "card": frame[history.CUSTOMER_ID].to_numpy(),
+            "score": scores,
+            "fraud": frame[history.TX_FRAUD].to_numpy(),
+        }
+    )
+    detected: set[object] = set()
+    precisions = []
+    for _, day in table.groupby("day", sort=True):
+        cards = day[~day["card"].isin(detected)].groupby("card", sort=False)[["score", "fraud"]]
+        top = cards.max().nlargest(k, "score")
+        hits = top.index[top["fraud"] == 1]
+        detected.update(hits)
+        precisions.append(len(hits) / k)
+    return float(np.mean(precisions)) if precisions else float("nan")
+
+
 def compute_metrics(frame: pd.DataFrame, scores: npt.NDArray[np.float64]) -> Metrics:
     labels = frame[history.TX_FRAUD].to_numpy()
     if labels.min() == labels.max():
@@ -129,7 +157,7 @@ def compute_metrics(frame: pd.DataFrame, scores: npt.NDArray[np.float64]) -> Met
     return Metrics(
         auc_roc=float(roc_auc_score(labels, scores)),
         average_precision=float(average_precision_score(labels, scores)),
-        card_precision_at_100=card_precision_at_k(frame, scores),
+        card_precision_at_100=card_precision_at_k_detected_removed(frame, scores),
         transactions=len(labels),
         frauds=int(labels.sum()),
     )
