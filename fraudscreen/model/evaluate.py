@@ -122,6 +122,31 @@ def card_precision_at_k(
     return float(np.mean(precisions)) if precisions else float("nan")
 
 
+def card_precision_at_k_detected_removed(
+    frame: pd.DataFrame, scores: npt.NDArray[np.float64], k: int = CARD_PRECISION_K
+) -> float:
+    """Card Precision@k with the handbook's rule (`card_precision_top_k`): each test day,
+    cards already detected (a fraud among the top k) on an earlier test day are removed
+    before ranking, so a card caught once is not counted again."""
+    table = pd.DataFrame(
+        {
+            "day": frame[history.TX_DATETIME].dt.normalize().to_numpy(),
+            "card": frame[history.CUSTOMER_ID].to_numpy(),
+            "score": scores,
+            "fraud": frame[history.TX_FRAUD].to_numpy(),
+        }
+    )
+    detected: set[object] = set()
+    precisions = []
+    for _, day in table.groupby("day", sort=True):
+        cards = day[~day["card"].isin(detected)].groupby("card", sort=False)[["score", "fraud"]]
+        top = cards.max().nlargest(k, "score")
+        hits = top.index[top["fraud"] == 1]
+        detected.update(hits)
+        precisions.append(len(hits) / k)
+    return float(np.mean(precisions)) if precisions else float("nan")
+
+
 def compute_metrics(frame: pd.DataFrame, scores: npt.NDArray[np.float64]) -> Metrics:
     labels = frame[history.TX_FRAUD].to_numpy()
     if labels.min() == labels.max():
