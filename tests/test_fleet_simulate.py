@@ -170,7 +170,8 @@ def test_scenario_2_compromises_terminals_at_the_handbooks_rate_per_terminal() -
     fleet = simulate_fleet(config, progress=False)
     terminals = len(fleet_profiles(config).terminals)
     compromised = fleet.loc[fleet[TX_FRAUD_SCENARIO] == 2, TERMINAL_ID].nunique()
-    expected = SCENARIO_2_PER_TERMINAL_DAY * terminals * config.days  # 2 per 10,000 a day
+    expected = 2 / 10_000 * terminals * config.days  # the handbook: 2 of 10,000 terminals a day
+    assert expected == pytest.approx(SCENARIO_2_PER_TERMINAL_DAY * terminals * config.days)
     # Compromises are spread evenly over the days; a terminal drawn twice counts once, and
     # one compromised late may have no row of its own labelled 2 yet.
     assert expected - 3 <= compromised <= expected + 1
