@@ -25,10 +25,23 @@ def _date(text: str) -> dt.date:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fraudscreen.simulate import SimulationConfig, simulate, write_transactions
 
+    if args.sites is not None:
+        return _simulate_fleet(args)
+    fleet_only = [
+        flag
+        for flag, value in (
+            ("--drift-start", args.drift_start),
+            ("--site-terminals", args.site_terminals),
+            ("--site-volume", args.site_volume),
+        )
+        if value is not None
+    ]
+    if fleet_only:
+        raise ValueError(f"{' and '.join(fleet_only)}: only with --sites N (a fleet)")
     config = SimulationConfig(
-        customers=args.customers,
-        terminals=args.terminals,
-        days=args.days,
+        customers=5000 if args.customers is None else args.customers,
+        terminals=10000 if args.terminals is None else args.terminals,
+        days=183 if args.days is None else args.days,
         start=args.start,
         seed=args.seed,
     )
@@ -36,6 +49,51 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     write_transactions(frame, args.out)
     fraud_rate = float(frame["TX_FRAUD"].mean()) if len(frame) else 0.0
     print(f"wrote {len(frame):,} transactions ({fraud_rate:.2%} fraud) to {args.out}")
+    return 0
+
+
+def _simulate_fleet(args: argparse.Namespace) -> int:
+    """`simulate --sites N`: a fleet of shops (fleet_simulate), one line per bad flag."""
+    from fraudscreen import fleet_simulate as fleet
+    from fraudscreen.simulate import write_transactions
+
+    single = [
+        flag
+        for flag, value in (("--customers", args.customers), ("--terminals", args.terminals))
+        if value is not None
+    ]
+    if single:
+        raise ValueError(
+            f"{' and '.join(single)}: only without --sites (the single population); a fleet "
+            "grows with --sites (see --site-terminals, --site-volume)"
+        )
+    config = fleet.FleetConfig(
+        sites=fleet.parse_count(args.sites, "--sites"),
+        days=fleet.DEFAULT_FLEET_DAYS if args.days is None else args.days,
+        start=args.start,
+        seed=args.seed,
+        drift_start=None
+        if args.drift_start is None
+        else fleet.parse_day(args.drift_start, args.start, "--drift-start"),
+        site_terminals=fleet.DEFAULT_SITE_TERMINALS
+        if args.site_terminals is None
+        else fleet.parse_range(args.site_terminals, "--site-terminals"),
+        site_daily_transactions=fleet.DEFAULT_SITE_DAILY_TRANSACTIONS
+        if args.site_volume is None
+        else fleet.parse_range(args.site_volume, "--site-volume"),
+    )
+    frame = fleet.simulate_fleet(config, progress=not args.quiet)
+    write_transactions(frame, args.out)
+    fraud_rate = float(frame["TX_FRAUD"].mean()) if len(frame) else 0.0
+    drift = ""
+    if config.drift_start is not None:
+        first = config.start + dt.timedelta(days=config.drift_start)
+        tested = float((frame["TX_FRAUD_SCENARIO"] == fleet.SCENARIO_4).mean())
+        drift = f", card testing (scenario 4) from {first}: {tested:.2%} of rows"
+    print(
+        f"wrote {len(frame):,} transactions at {config.sites} sites ({fraud_rate:.2%} fraud"
+        f"{drift}) to {args.out}"
+    )
     return 0
 
 
@@ -446,11 +504,36 @@ def build_parser() -> argparse.ArgumentParser:
     sim = verbs.add_parser("simulate", help="write a synthetic transaction history")
     sim.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--customers", type=int, default=5000)
-    sim.add_argument("--terminals", type=int, default=10000)
-    sim.add_argument("--days", type=int, default=183)
+    sim.add_argument("--customers", type=int, default=None, help="5000 (not with --sites)")
+    sim.add_argument("--terminals", type=int, default=None, help="10000 (not with --sites)")
+    sim.add_argument(
+        "--days", type=int, default=None, help="183; with --sites 79 (30 + 28 + 7 + 14)"
+    )
     sim.add_argument("--start", type=_date, default=dt.date(2018, 4, 1))
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    fleet = sim.add_argument_group("fleet of shops (README, Simulated data)")
+    fleet.add_argument(
+        "--sites",
+        default=None,
+        metavar="N",
+        help="simulate N shops (1..5000) instead of the handbook's single population; adds SITE_ID",
+    )
+    fleet.add_argument(
+        "--drift-start",
+        default=None,
+        metavar="DAY",
+        help="YYYY-MM-DD or day index (0 = --start): card testing (TX_FRAUD_SCENARIO 4) from "
+        "that day on (default: none)",
+    )
+    fleet.add_argument(
+        "--site-terminals", default=None, metavar="LOW,HIGH", help="terminals per shop (20,50)"
+    )
+    fleet.add_argument(
+        "--site-volume",
+        default=None,
+        metavar="LOW,HIGH",
+        help="intended transactions per shop per day (1000,3000)",
+    )
     sim.set_defaults(handler=_cmd_simulate)
 
     train = verbs.add_parser(
