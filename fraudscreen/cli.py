@@ -116,7 +116,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     frame = load_history(args.history, currency=args.currency)
     result = train_bundle(
-        frame, args.out, config, progress=not args.quiet, source=args.history.name
+        frame,
+        args.out,
+        config,
+        progress=not args.quiet,
+        source=args.history.name,
+        score_bands=args.score_bands,
     )
     manifest = result.manifest
     print(f"bundle {manifest.model_version} written to {args.out}")
@@ -180,6 +185,16 @@ def _epsilons(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
 
 
+def _site_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 20,100,500") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: site counts must be positive")
+    return counts
+
+
 def _mechanisms(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     known = ("known_domain", "threshold")  # privacy.release.MECHANISMS (no OpenDP import here)
@@ -193,20 +208,23 @@ def _mechanisms(text: str) -> tuple[str, ...]:
 
 def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
     """`evaluate --privacy [HISTORY]`: models from DP tables vs. raw rows (privacy/evaluation)."""
-    from fraudscreen.history import load_history, validate_history
+    from fraudscreen.history import load_history
     from fraudscreen.privacy.evaluation import (
         PrivacyEvaluationConfig,
         run_privacy_evaluation,
         write_report,
     )
-    from fraudscreen.simulate import SimulationConfig, simulate
 
     if args.bundle is not None and args.history is not None:
         raise ValueError("evaluate --privacy takes one HISTORY, not a bundle")
     path = args.bundle or args.history
+    if path is None:
+        return _cmd_evaluate_fleet(args)
+    if len(args.sites) != 1:
+        raise ValueError("with a HISTORY, --sites is one number (terminal_id % N)")
     config = PrivacyEvaluationConfig(
-        sites=args.sites,
-        epsilons=args.epsilons,
+        sites=args.sites[0],
+        epsilons=args.epsilons or (0.5, 1.0, 2.0, 4.0, 8.0),
         train_end=args.train_end,
         train_days=args.train_days,
         period_days=args.period_days,
@@ -217,15 +235,29 @@ def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         mechanisms=args.mechanisms,
     )
-    if path is None:
-        print("no HISTORY given: simulating the default data set", file=sys.stderr)
-        frame = validate_history(simulate(SimulationConfig(), progress=True))
-    else:
-        frame = load_history(path, currency=args.currency)
+    frame = load_history(path, currency=args.currency)
     report = run_privacy_evaluation(frame, config)
     print(report.markdown())
     for written in write_report(report, args.out):
         print(f"wrote {written}")
+    return 0
+
+
+def _cmd_evaluate_fleet(args: argparse.Namespace) -> int:
+    """`evaluate --privacy --sites 20,100,500 [--drift]`: fleet learning measured on the fleet
+    simulator (privacy/fleet_report)."""
+    from fraudscreen.privacy.fleet_report import FleetRunConfig, timed_run
+
+    config = FleetRunConfig(
+        sites=tuple(args.sites),
+        epsilons=args.epsilons or (0.5, 1.0, 2.0, 4.0),
+        draws=args.repetitions,
+        drift=args.drift,
+        seed=args.seed,
+    )
+    markdown, seconds = timed_run(config, args.out, progress=not args.quiet)
+    print(markdown)
+    print(f"wrote {args.out}/fleet_privacy.md, .png, .json ({seconds:.0f} s)")
     return 0
 
 
@@ -469,9 +501,23 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         help="train from simulated per-site DP count tables at several epsilons and compare "
         "with raw-row models (default HISTORY: a fresh default simulation)",
     )
-    group.add_argument("--sites", type=int, default=5, help="sites: terminal_id %% N (5)")
     group.add_argument(
-        "--epsilons", type=_epsilons, default=(0.5, 1.0, 2.0, 4.0, 8.0), help="0.5,1,2,4,8"
+        "--sites",
+        type=_site_counts,
+        default=(20, 100, 500),
+        help="without HISTORY: fleet sizes to simulate (20,100,500); with HISTORY: one N, "
+        "sites = terminal_id %% N",
+    )
+    group.add_argument(
+        "--drift",
+        action="store_true",
+        help="fleet mode: also measure recovery from card testing (scenario 4)",
+    )
+    group.add_argument(
+        "--epsilons",
+        type=_epsilons,
+        default=None,
+        help="fleet: 0.5,1,2,4; with HISTORY: 0.5,1,2,4,8",
     )
     group.add_argument("--train-end", type=_date, default=dt.date(2018, 8, 1))
     group.add_argument("--train-days", type=int, default=28, help="DP training window (28)")
@@ -492,6 +538,8 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compute each site's features from its own journal (as a gateway does)",
     )
+    group.add_argument("--seed", type=int, default=0, help="fleet mode: simulator seed (0)")
+    group.add_argument("--quiet", action="store_true", help="fleet mode: no progress lines")
     group.add_argument("--out", type=Path, default=Path("reports/privacy"))
 
 
@@ -577,13 +625,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--name", default="fraudscreen", help="model version prefix")
     train.add_argument("--quiet", action="store_true")
+    train.add_argument(
+        "--score-bands",
+        action="store_true",
+        help="gateways running this model release score-band tables (its score in bands x "
+        "amount x terminal risk x entry mode) instead of today's feature bins",
+    )
     _add_common_history(train)
     train.set_defaults(handler=_cmd_train)
 
     ev = verbs.add_parser(
         "evaluate",
         help="handbook-protocol metrics of a bundle; --privacy: the cost of DP aggregates",
-        usage="fraudscreen evaluate BUNDLE HISTORY | fraudscreen evaluate --privacy [HISTORY]",
+        usage="fraudscreen evaluate BUNDLE HISTORY | fraudscreen evaluate --privacy "
+        "[--sites 20,100,500 [--drift] | HISTORY --sites N]",
     )
     ev.add_argument("bundle", type=Path, nargs="?", help="model bundle (HISTORY with --privacy)")
     ev.add_argument("history", type=Path, nargs="?", help="CSV or Parquet history")

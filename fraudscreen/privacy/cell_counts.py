@@ -63,7 +63,7 @@ def cell_codes(schema: BinSchema, rows: npt.NDArray[np.float64]) -> IntArray:
 
 
 def count_cells(
-    codes: IntArray, labels: npt.NDArray[np.bool_] | npt.NDArray[np.int8], groups: IntArray
+    codes: IntArray, labels: npt.NDArray[np.generic], groups: IntArray
 ) -> dict[int, dict[Cell, tuple[int, int]]]:
     """group -> cell -> (genuine, fraud), for the rows given (already bounded)."""
     if len(codes) == 0:

@@ -36,6 +36,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudscreen import history
+from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.evaluate import (
     ProtocolPeriods,
     card_precision_at_k_detected_removed,
@@ -56,12 +57,11 @@ from fraudscreen.privacy.score_bands import (
     BAND_FEATURE_EDGES,
     BAND_QUANTILES,
     band_edges,
-    reads_score,
     score_band_schema,
     with_scores,
 )
 
-SITE_ID = "SITE_ID"
+SITE_ID = history.SITE_ID
 FloatArray = npt.NDArray[np.float64]
 ExactTable = dict[Cell, tuple[int, int]]
 RELEASE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -160,11 +160,8 @@ class _Say:
 
 
 def _days_from(frame: pd.DataFrame, start: dt.date) -> npt.NDArray[np.int64]:
-    return (
-        (frame[history.TX_DATETIME].dt.normalize() - pd.Timestamp(start))
-        .dt.days.to_numpy()
-        .astype(np.int64)
-    )
+    days = (frame[history.TX_DATETIME].dt.normalize() - pd.Timestamp(start)).dt.days
+    return np.asarray(days.to_numpy(), dtype=np.int64)
 
 
 def train_raw_rows(
@@ -190,7 +187,8 @@ def train_raw_rows(
         genuine = np.sort(rng.choice(genuine, config.raw_max_genuine, replace=False))
     rows = np.concatenate([genuine, fraud])
     weights = np.concatenate([np.full(len(genuine), weight), np.ones(len(fraud))])
-    params = TrainingConfig().lightgbm_params() | {"metric": [], "num_threads": 2}
+    # one thread: on a shared machine OpenMP threads that lose their core stall each other
+    params = TrainingConfig().lightgbm_params() | {"metric": [], "num_threads": 1}
     dataset = lightgbm.Dataset(features[rows], labels[rows], weight=weights)
     return lightgbm.train(params, dataset, num_boost_round=config.raw_trees)
 
@@ -255,9 +253,29 @@ BAND_VARIANTS: dict[str, tuple[tuple[float, ...], dict[str, tuple[float, ...]]]]
         },
     ),
     "32 score bands": (
-        tuple(sorted(set(BAND_QUANTILES) | {0.3, 0.65, 0.85, 0.93, 0.96, 0.975, 0.9875, 0.9915,
-                                            0.994, 0.9955, 0.9965, 0.9975, 0.99825, 0.99875,
-                                            0.9993, 0.9996})),
+        tuple(
+            sorted(
+                set(BAND_QUANTILES)
+                | {
+                    0.3,
+                    0.65,
+                    0.85,
+                    0.93,
+                    0.96,
+                    0.975,
+                    0.9875,
+                    0.9915,
+                    0.994,
+                    0.9955,
+                    0.9965,
+                    0.9975,
+                    0.99825,
+                    0.99875,
+                    0.9993,
+                    0.9996,
+                }
+            )
+        ),
         BAND_FEATURE_EDGES,
     ),
 }
@@ -303,7 +321,7 @@ def evaluate_fleet(
     w = config.windows
     frame, features = fleet.frame, fleet.features
 
-    say(f"{fleet.sites} sites, {len(frame):,} rows: shipped model (raw, week to {w.shipped_train_end})")
+    say(f"{fleet.sites} sites, {len(frame):,} rows: shipped model (week to {w.shipped_train_end})")
     shipped = train_raw_rows(frame, features, w.shipped_train_end, 7, config)
     shipped_days = _days_from(frame, w.shipped_train_end - dt.timedelta(days=7))
     shipped_rows = (shipped_days >= 0) & (shipped_days < 7)
@@ -311,23 +329,31 @@ def evaluate_fleet(
     edges = band_edges(training_scores)
 
     window_days = _days_from(frame, w.aggregate_start)
-    needed = window_days >= 0
+    test_mask = evaluation_mask(frame, w.test)
+    needed = ((window_days >= 0) & (window_days < w.aggregate_days)) | test_mask
     deployed = np.full(len(frame), np.nan)
     deployed[needed] = shipped.predict(features[needed])
     scored = with_scores(features, deployed)
 
-    test_mask = evaluation_mask(frame, w.test)
     test_frame = frame[test_mask]
     test_rows = scored[test_mask]
     rows: list[Row] = [
-        Row("-", "shipped model (raw, 1 week before the window)", None,
-            (fleet_metrics(test_frame, deployed[test_mask]),)),
+        Row(
+            "-",
+            "shipped model (raw, 1 week before the window)",
+            None,
+            (fleet_metrics(test_frame, deployed[test_mask]),),
+        ),
     ]
     say(f"raw rows, {w.aggregate_days}-day window")
     raw = train_raw_rows(frame, features, w.aggregate_end, w.aggregate_days, config)
     rows.append(
-        Row("-", f"raw rows, {w.aggregate_days}-day window", None,
-            (fleet_metrics(test_frame, raw.predict(features[test_mask])),))
+        Row(
+            "-",
+            f"raw rows, {w.aggregate_days}-day window",
+            None,
+            (fleet_metrics(test_frame, raw.predict(features[test_mask])),),
+        )
     )
 
     for case in schema_cases(config.schemas, training_scores, config):
@@ -336,13 +362,17 @@ def evaluate_fleet(
         exact = sum_tables(exact_as_released(b) for b in batches)
         booster = case.train(exact)
         rows.append(
-            Row(case.name, "no noise (ε = ∞)", math.inf,
-                (fleet_metrics(test_frame, case.score(booster, test_rows)),))
+            Row(
+                case.name,
+                "no noise (ε = ∞)",
+                math.inf,
+                (fleet_metrics(test_frame, case.score(booster, test_rows)),),
+            )
         )
         for epsilon in config.epsilons:
             runs = []
             for draw in range(config.draws):
-                say(f"{case.name}: ε = {epsilon:g}, draw {draw + 1}/{config.draws}, {len(batches)} batches")
+                say(f"{case.name}: ε = {epsilon:g}, draw {draw + 1}/{config.draws}")
                 table = release_all(batches, case.schema, config.params(epsilon))
                 booster = case.train(table)
                 runs.append(fleet_metrics(test_frame, case.score(booster, test_rows)))
@@ -373,8 +403,36 @@ def format_rows(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def _unused(*_: object) -> None:  # keep imports honest while the module grows
-    return None
+# -- a fleet from the simulator ----------------------------------------------------------------
+
+KEEP_COLUMNS = (
+    history.TRANSACTION_ID,
+    history.TX_DATETIME,
+    history.CUSTOMER_ID,
+    history.TERMINAL_ID,
+    history.TX_FRAUD,
+    history.TX_FRAUD_SCENARIO,
+    SITE_ID,
+)
 
 
-_ = reads_score
+def simulate_fleet_history(
+    sites: int, *, days: int, drift_start: int | None, seed: int = 0, progress: bool = False
+) -> Fleet:
+    """`fraudscreen simulate --sites N`, with each site's features from its own journal
+    (a card's velocity counts only its transactions at this site, as its gateway sees it)."""
+    from fraudscreen.features.batch import compute_features
+    from fraudscreen.fleet_simulate import FleetConfig, simulate_fleet
+
+    config = FleetConfig(sites=sites, days=days, drift_start=drift_start, seed=seed)
+    frame = history.validate_history(simulate_fleet(config, progress=progress))
+    site_of = frame[SITE_ID].to_numpy().astype(np.int64)
+    features = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
+    order = np.argsort(site_of, kind="stable")
+    bounds = np.searchsorted(site_of[order], np.arange(sites + 1))
+    for site in range(sites):
+        rows = order[bounds[site] : bounds[site + 1]]
+        if len(rows):
+            features[rows] = compute_features(frame.iloc[rows].reset_index(drop=True))
+    frame = frame[[c for c in KEEP_COLUMNS if c in frame]].copy()
+    return Fleet(frame, features, site_of, sites)

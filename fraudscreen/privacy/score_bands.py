@@ -79,12 +79,17 @@ def band_edges(
 def score_band_schema(
     edges: Sequence[float],
     feature_edges: dict[str, tuple[float, ...]] | None = None,
+    *,
+    model_version: str | None = None,
 ) -> BinSchema:
-    """The schema binning (features..., DEPLOYED_SCORE): score bands x a few feature bins."""
+    """The schema binning (features..., DEPLOYED_SCORE): score bands x a few feature bins,
+    for the deployed model `model_version` (part of the schema's hash)."""
     chosen = dict(BAND_FEATURE_EDGES if feature_edges is None else feature_edges)
     chosen[DEPLOYED_SCORE] = tuple(float(e) for e in edges)
     nullable = tuple(n for n in BAND_NULLABLE if n in chosen)
-    return BinSchema.from_edges(chosen, features=SCORED_FEATURES, nullable=nullable)
+    return BinSchema.from_edges(
+        chosen, features=SCORED_FEATURES, nullable=nullable, model_version=model_version
+    )
 
 
 def reads_score(schema: BinSchema) -> bool:

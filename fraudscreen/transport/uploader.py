@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exac
 from fraudscreen.privacy.binning import BinSchema, Cell
 from fraudscreen.privacy.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.privacy.release import ReleaseParameters
+from fraudscreen.privacy.score_bands import reads_score, with_score
 from fraudscreen.transport.channels import client_channel
 from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
@@ -202,19 +203,27 @@ class SyncAgent(HubWorker):
         return released
 
     def _exact_table(self, period: Period, schema: BinSchema) -> dict[Cell, tuple[int, int]]:
+        return exact_table(
+            self._labelled_rows(period, schema), schema, self.privacy.max_contributions
+        )
+
+    def _labelled_rows(self, period: Period, schema: BinSchema) -> Iterator[LabelledRow]:
+        """The period's journal rows as the schema bins them. A score-band schema bins the
+        deployed model's score too, and only rows that model scored: a band means nothing
+        under another version (a model swap splits the day; the other rows are not tabled
+        under this schema)."""
         outcomes = self.journal.latest_outcomes(period.start)
-        rows = (
-            LabelledRow(
+        scored = reads_score(schema)
+        for record in self.journal.iter_transactions(period.start, period.end):
+            if scored and (record.model_version != schema.model_version or record.score is None):
+                continue
+            outcome = outcomes.get((record.terminal_id, record.transaction_id))
+            yield LabelledRow(
                 card_token=record.card_token,
                 transaction_key=f"{record.terminal_id}:{record.transaction_id}",
-                features=record.features,
-                is_fraud=bool(
-                    (o := outcomes.get((record.terminal_id, record.transaction_id))) and o.is_fraud
-                ),
+                features=with_score(record.features, record.score) if scored else record.features,
+                is_fraud=bool(outcome and outcome.is_fraud),
             )
-            for record in self.journal.iter_transactions(period.start, period.end)
-        )
-        return exact_table(rows, schema, self.privacy.max_contributions)
 
     def push_pending(self) -> int:
         """Send what the outbox holds; returns batches acknowledged. Raises on transport
