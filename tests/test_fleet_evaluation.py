@@ -53,7 +53,7 @@ def test_evaluation_batches_are_the_gateway_tables() -> None:
                     tuple(rows[i]),
                     bool(fleet.frame[history.TX_FRAUD].iat[i]),
                 )
-                for i in idx
+                for i in idx.tolist()
             ]
             expected = exact_table(journal, schema, 2)
             assert batches[site * 3 + day] == expected
