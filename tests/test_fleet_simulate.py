@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import structlog
 
 from fraudscreen.cli import main
 from fraudscreen.features.batch import compute_features
@@ -56,6 +57,16 @@ from tests.test_simulate import EXPECTED_DTYPES, luhn_valid
 DRIFT_DAY = 30
 FLEET = FleetConfig(sites=6, days=45, drift_start=DRIFT_DAY, seed=3)
 RISKY_MODES = {"magstripe", "fallback", "manual"}
+
+
+def run_cli(argv: list[str]) -> int:
+    """`fraudscreen ARGV` in-process; main() points logging at this test's captured stderr,
+    so put it back after (later tests would log into a closed file)."""
+    saved = structlog.get_config()
+    try:
+        return main(argv)
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +251,7 @@ def test_cli_writes_the_fleet_the_api_simulates(
 ) -> None:
     out = tmp_path / "fleet.parquet"
     argv = ["simulate", "--sites", "3", "--days", "12", "--seed", "2", "--out", str(out)]
-    assert main([*argv, "--drift-start", "2018-04-08", "--quiet"]) == 0
+    assert run_cli([*argv, "--drift-start", "2018-04-08", "--quiet"]) == 0
     printed = capsys.readouterr().out
     expected = simulate_fleet(FleetConfig(sites=3, days=12, seed=2, drift_start=7), progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
@@ -250,14 +261,14 @@ def test_cli_writes_the_fleet_the_api_simulates(
     assert loaded[SITE_ID].nunique() == 3
     # A day index means the same day as its date.
     again = tmp_path / "again.parquet"
-    assert main([*argv[:-1], str(again), "--drift-start", "7", "--quiet"]) == 0
+    assert run_cli([*argv[:-1], str(again), "--drift-start", "7", "--quiet"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(again), expected)
 
 
 def test_cli_shop_size_flags(tmp_path: Path) -> None:
     out = tmp_path / "small-shops.csv"
     argv = ["simulate", "--sites", "2", "--days", "3", "--out", str(out), "--quiet"]
-    assert main([*argv, "--site-terminals", "4,6", "--site-volume", "100,200"]) == 0
+    assert run_cli([*argv, "--site-terminals", "4,6", "--site-volume", "100,200"]) == 0
     table = pd.read_csv(out)
     assert table.groupby(SITE_ID)[TERMINAL_ID].nunique().between(4, 6).all()
     assert table.groupby([SITE_ID, TX_TIME_DAYS]).size().between(60, 300).all()
@@ -285,7 +296,7 @@ def test_cli_bad_fleet_arguments_exit_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
     out = tmp_path / "never.parquet"
-    assert main(["simulate", "--out", str(out), "--quiet", *flags]) == 2
+    assert run_cli(["simulate", "--out", str(out), "--quiet", *flags]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
