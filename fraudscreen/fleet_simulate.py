@@ -132,6 +132,7 @@ _N_STREAMS: Final = 7
 
 
 def _pair(value: object, name: str) -> tuple[int, int]:
+    """A (low, high) range of whole numbers with 1 <= low <= high, or a clear error."""
     if (
         not isinstance(value, tuple)
         or len(value) != 2

@@ -356,7 +356,7 @@ def _genuine_transactions(
     )
 
 
-def sorted_by_time(raw: RawTransactions) -> RawTransactions:
+def _sorted_by_time(raw: RawTransactions) -> RawTransactions:
     """Stable time order, which defines TRANSACTION_ID as in the handbook."""
     seconds = raw.day * SECONDS_PER_DAY + raw.second_of_day
     order = np.argsort(seconds, kind="stable")
@@ -406,10 +406,8 @@ def compromised_window_mask(
     window_days: int,
     days: int,
 ) -> BoolArray:
-    """Rows whose id was compromised on `start_day` or within `window_days` - 1 days before.
-
-    `compromised[i]` is compromised from day `start_day[i]` on, for `window_days` days.
-    """
+    """Rows at an id on a day of one of its compromise windows: id `compromised[i]` is
+    compromised on days `start_day[i]` .. `start_day[i] + window_days - 1`."""
     offsets = np.arange(window_days)
     span = days + window_days
     keys = compromised[:, None] * span + start_day[:, None] + offsets[None, :]
@@ -533,7 +531,7 @@ def simulate(config: SimulationConfig, *, progress: bool = True) -> pd.DataFrame
     """
     streams = _streams(config.seed)
     customers, terminals, reach = _profiles(config)
-    raw = sorted_by_time(
+    raw = _sorted_by_time(
         _genuine_transactions(
             streams[_STREAM_TRANSACTIONS], customers, reach, config.days, progress
         )
