@@ -83,7 +83,9 @@ def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
     (result,) = results
     labels = [(r.schema, r.label) for r in result.rows]
     assert ("-", "raw rows, 14-day window") in labels
-    assert ("score bands", "ε = 1") in labels and ("feature bins", "ε = 4") in labels
+    assert ("score bands", "ε = 1") in labels and ("score bands", "ε = 4") in labels
+    # today's feature bins: the baseline, at the goal's epsilon only
+    assert ("feature bins", "ε = 1") in labels and ("feature bins", "ε = 4") not in labels
     noisy = next(r for r in result.rows if r.schema == "score bands" and r.label == "ε = 1")
     assert len(noisy.runs) == 2  # one per noise draw
     assert all(0.0 <= r.average_precision <= 1.0 for r in noisy.runs)
