@@ -70,10 +70,16 @@ class BinSchema:
     features: tuple[str, ...]
     edges: tuple[tuple[float, ...], ...]  # one tuple per feature; empty = not binned
     nullable: tuple[str, ...] | None = None  # binned features that can be missing
+    # The deployed model whose scores a score-band schema bins (privacy.score_bands): a band
+    # means something only for that model, so the version is part of the hash and the hub,
+    # which sums per schema hash, never adds tables of two model versions. None: no score.
+    model_version: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.features) != len(self.edges):
             raise ValueError("bin schema needs one edge list per feature")
+        if self.model_version is not None and not self.model_version:
+            raise ValueError("bin schema model_version must be a non-empty string or None")
         for name, edges in zip(self.features, self.edges, strict=True):
             if any(not math.isfinite(e) for e in edges) or list(edges) != sorted(set(edges)):
                 raise ValueError(f"bin edges of {name} must be finite and strictly increasing")
@@ -98,6 +104,7 @@ class BinSchema:
         edges: Mapping[str, Sequence[float]],
         features: Sequence[str] = FEATURE_NAMES,
         nullable: Iterable[str] | None = None,
+        model_version: str | None = None,
     ) -> BinSchema:
         unknown = set(edges) - set(features)
         if unknown:
@@ -108,6 +115,7 @@ class BinSchema:
             tuple(features),
             tuple(tuple(float(e) for e in edges.get(f, ())) for f in features),
             None if nullable is None else tuple(nullable),
+            model_version,
         )
 
     @classmethod
@@ -144,15 +152,19 @@ class BinSchema:
         }
         if not self.all_nullable:
             document["nullable"] = list(self.nullable_features)
+        if self.model_version is not None:
+            document["model_version"] = self.model_version
         return json.dumps(document, separators=(",", ":"))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "features": list(self.features),
             "edges": [list(e) for e in self.edges],
             "nullable": list(self.nullable_features),
-            "sha256": self.hash,
         }
+        if self.model_version is not None:
+            document["model_version"] = self.model_version
+        return document | {"sha256": self.hash}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BinSchema:
@@ -163,10 +175,14 @@ class BinSchema:
             not isinstance(nullable, list) or not all(isinstance(n, str) for n in nullable)
         ):
             raise ValueError("bin schema nullable must be a list of feature names")
+        version = data.get("model_version")
+        if version is not None and not isinstance(version, str):
+            raise ValueError("bin schema model_version must be a string")
         schema = cls(
             tuple(str(f) for f in data["features"]),
             tuple(tuple(float(e) for e in edges) for edges in data["edges"]),
             None if nullable is None else tuple(nullable),
+            version,
         )
         if "sha256" in data and data["sha256"] != schema.hash:
             raise ValueError(

@@ -25,18 +25,35 @@ from fraudscreen.rpc.runtime import prefer_low_latency_io
 
 Handler = Callable[[argparse.Namespace], int]
 PRIVACY_REPORT_DIR = Path("reports/privacy")  # `evaluate --privacy --out` default
+FLEET_SIZES = (20, 100, 500)  # `evaluate --privacy --sites` default without a HISTORY
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fraudscreen.simulate import SimulationConfig, simulate, write_transactions
 
+    if args.sites is not None:
+        return _simulate_fleet(args)
+    fleet_only = [
+        flag
+        for flag, value in (
+            ("--drift-start", args.drift_start),
+            ("--site-terminals", args.site_terminals),
+            ("--site-volume", args.site_volume),
+        )
+        if value is not None
+    ]
+    if fleet_only:
+        raise ValueError(f"{' and '.join(fleet_only)}: only with --sites N (a fleet)")
     if args.handbook_exact:
         from fraudscreen.simulate_handbook import HandbookConfig, simulate_handbook
 
         if args.seed != 0:
             raise ValueError("--handbook-exact uses the handbook's own seeds; drop --seed")
         handbook = HandbookConfig(
-            customers=args.customers, terminals=args.terminals, days=args.days, start=args.start
+            customers=5000 if args.customers is None else args.customers,
+            terminals=10000 if args.terminals is None else args.terminals,
+            days=183 if args.days is None else args.days,
+            start=args.start,
         )
         frame = simulate_handbook(handbook, progress=not args.quiet)
         write_transactions(frame, args.out)
@@ -46,9 +63,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
         return 0
     config = SimulationConfig(
-        customers=args.customers,
-        terminals=args.terminals,
-        days=args.days,
+        customers=5000 if args.customers is None else args.customers,
+        terminals=10000 if args.terminals is None else args.terminals,
+        days=183 if args.days is None else args.days,
         start=args.start,
         seed=args.seed,
     )
@@ -56,6 +73,51 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     write_transactions(frame, args.out)
     fraud_rate = float(frame["TX_FRAUD"].mean()) if len(frame) else 0.0
     print(f"wrote {len(frame):,} transactions ({fraud_rate:.2%} fraud) to {args.out}")
+    return 0
+
+
+def _simulate_fleet(args: argparse.Namespace) -> int:
+    """`simulate --sites N`: a fleet of shops (fleet_simulate), one line per bad flag."""
+    from fraudscreen import fleet_simulate as fleet
+    from fraudscreen.simulate import write_transactions
+
+    single = [
+        flag
+        for flag, value in (("--customers", args.customers), ("--terminals", args.terminals))
+        if value is not None
+    ]
+    if single:
+        raise ValueError(
+            f"{' and '.join(single)}: only without --sites (the single population); a fleet "
+            "grows with --sites (see --site-terminals, --site-volume)"
+        )
+    config = fleet.FleetConfig(
+        sites=fleet.parse_count(args.sites, "--sites"),
+        days=fleet.DEFAULT_FLEET_DAYS if args.days is None else args.days,
+        start=args.start,
+        seed=args.seed,
+        drift_start=None
+        if args.drift_start is None
+        else fleet.parse_day(args.drift_start, args.start, "--drift-start"),
+        site_terminals=fleet.DEFAULT_SITE_TERMINALS
+        if args.site_terminals is None
+        else fleet.parse_range(args.site_terminals, "--site-terminals"),
+        site_daily_transactions=fleet.DEFAULT_SITE_DAILY_TRANSACTIONS
+        if args.site_volume is None
+        else fleet.parse_range(args.site_volume, "--site-volume"),
+    )
+    frame = fleet.simulate_fleet(config, progress=not args.quiet)
+    write_transactions(frame, args.out)
+    fraud_rate = float(frame["TX_FRAUD"].mean()) if len(frame) else 0.0
+    drift = ""
+    if config.drift_start is not None:
+        first = config.start + dt.timedelta(days=config.drift_start)
+        tested = float((frame["TX_FRAUD_SCENARIO"] == fleet.SCENARIO_4).mean())
+        drift = f", card testing (scenario 4) from {first}: {tested:.2%} of rows"
+    print(
+        f"wrote {len(frame):,} transactions at {config.sites} sites ({fraud_rate:.2%} fraud"
+        f"{drift}) to {args.out}"
+    )
     return 0
 
 
@@ -78,7 +140,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     frame = load_history(args.history, currency=args.currency)
     result = train_bundle(
-        frame, args.out, config, progress=not args.quiet, source=args.history.name
+        frame,
+        args.out,
+        config,
+        progress=not args.quiet,
+        source=args.history.name,
+        score_bands=args.score_bands,
     )
     manifest = result.manifest
     print(f"bundle {manifest.model_version} written to {args.out}")
@@ -142,6 +209,16 @@ def _epsilons(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
 
 
+def _site_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 20,100,500") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: site counts must be positive")
+    return counts
+
+
 def _mechanisms(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     known = ("known_domain", "threshold")  # privacy.release.MECHANISMS (no OpenDP import here)
@@ -155,20 +232,24 @@ def _mechanisms(text: str) -> tuple[str, ...]:
 
 def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
     """`evaluate --privacy [HISTORY]`: models from DP tables vs. raw rows (privacy/evaluation)."""
-    from fraudscreen.history import load_history, validate_history
+    from fraudscreen.history import load_history
     from fraudscreen.privacy.evaluation import (
         PrivacyEvaluationConfig,
         run_privacy_evaluation,
         write_report,
     )
-    from fraudscreen.simulate import SimulationConfig, simulate
 
     if args.bundle is not None and args.history is not None:
         raise ValueError("evaluate --privacy takes one HISTORY, not a bundle")
     path = args.bundle or args.history
+    if path is None:
+        return _cmd_evaluate_fleet(args)
+    sites = args.sites or (5,)
+    if len(sites) != 1:
+        raise ValueError("with a HISTORY, --sites is one number (terminal_id % N)")
     config = PrivacyEvaluationConfig(
-        sites=args.sites,
-        epsilons=args.epsilons,
+        sites=sites[0],
+        epsilons=args.epsilons or (0.5, 1.0, 2.0, 4.0, 8.0),
         train_end=args.train_end,
         train_days=args.train_days,
         period_days=args.period_days,
@@ -180,15 +261,29 @@ def _cmd_evaluate_privacy(args: argparse.Namespace) -> int:
         mechanisms=args.mechanisms,
         seed=args.seed,
     )
-    if path is None:
-        print("no HISTORY given: simulating the default data set", file=sys.stderr)
-        frame = validate_history(simulate(SimulationConfig(), progress=True))
-    else:
-        frame = load_history(path, currency=args.currency)
+    frame = load_history(path, currency=args.currency)
     report = run_privacy_evaluation(frame, config)
     print(report.markdown())
     for written in write_report(report, args.out):
         print(f"wrote {written}")
+    return 0
+
+
+def _cmd_evaluate_fleet(args: argparse.Namespace) -> int:
+    """`evaluate --privacy --sites 20,100,500 [--drift]`: fleet learning measured on the fleet
+    simulator (privacy/fleet_report)."""
+    from fraudscreen.privacy.fleet_report import FleetRunConfig, timed_run
+
+    config = FleetRunConfig(
+        sites=tuple(args.sites or FLEET_SIZES),
+        epsilons=args.epsilons or (0.5, 1.0, 2.0, 4.0),
+        draws=args.repetitions,
+        drift=args.drift,
+        seed=0 if args.seed is None else args.seed,
+    )
+    markdown, seconds = timed_run(config, args.out, progress=not args.quiet)
+    print(markdown)
+    print(f"wrote {args.out}/fleet_privacy.md, .png, .json ({seconds:.0f} s)")
     return 0
 
 
@@ -505,16 +600,26 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         "--privacy",
         action="store_true",
         help="train from simulated per-site DP count tables at several epsilons and compare "
-        "with raw-row models (default HISTORY: a fresh default simulation)",
+        "with raw-row models (without HISTORY: on simulated fleets, --sites)",
     )
     group.add_argument(
-        "--sites", type=positive_int, default=5, help="simulated sites: terminal_id %% N"
+        "--sites",
+        type=_site_counts,
+        default=None,
+        help="without HISTORY: fleet sizes to simulate (20,100,500); with HISTORY: one N, "
+        "sites = terminal_id %% N (5)",
+    )
+    group.add_argument(
+        "--drift",
+        action="store_true",
+        help="fleet mode: also measure recovery from card testing (scenario 4)",
     )
     group.add_argument(
         "--epsilons",
         type=_epsilons,
-        default=(0.5, 1.0, 2.0, 4.0, 8.0),
-        help="epsilons per period to compare, comma-separated",
+        default=None,
+        help="epsilons per period to compare, comma-separated (fleet: 0.5,1,2,4; with "
+        "HISTORY: 0.5,1,2,4,8)",
     )
     group.add_argument(
         "--train-end",
@@ -550,9 +655,11 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=None,
-        help="draw the noise from a seeded generator so the table is reproducible "
-        "(default: OpenDP's secure sampler, as gateways use; differs run to run)",
+        help="fleet mode: simulator seed (default 0); with HISTORY: draw the noise from a "
+        "seeded generator so the table is reproducible (default: OpenDP's secure sampler, "
+        "as gateways use; differs run to run)",
     )
+    group.add_argument("--quiet", action="store_true", help="fleet mode: no progress lines")
     group.add_argument(
         "--out",
         type=Path,
@@ -605,9 +712,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim = verbs.add_parser("simulate", help="write a synthetic transaction history")
     sim.add_argument("--out", type=Path, required=True, help=".csv, .csv.gz or .parquet")
     sim.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
-    sim.add_argument("--customers", type=positive_int, default=5000, help="simulated cards")
-    sim.add_argument("--terminals", type=positive_int, default=10000, help="simulated terminals")
-    sim.add_argument("--days", type=positive_int, default=183, help="days of transactions")
+    sim.add_argument(
+        "--customers",
+        type=positive_int,
+        default=None,
+        help="simulated cards (5000; not with --sites)",
+    )
+    sim.add_argument(
+        "--terminals",
+        type=positive_int,
+        default=None,
+        help="simulated terminals (10000; not with --sites)",
+    )
+    sim.add_argument(
+        "--days",
+        type=positive_int,
+        default=None,
+        help="days of transactions (183; with --sites 79 = 30 + 28 + 7 + 14)",
+    )
     sim.add_argument(
         "--start", type=date, default=dt.date(2018, 4, 1), help="first day (YYYY-MM-DD)"
     )
@@ -617,6 +739,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="regenerate the Fraud Detection Handbook's published data set draw for draw "
         "(its seeding, a per-transaction loop: ~30 s; no point-of-sale columns)",
+    )
+    fleet = sim.add_argument_group("fleet of shops (README, Simulated data)")
+    fleet.add_argument(
+        "--sites",
+        default=None,
+        metavar="N",
+        help="simulate N shops (1..5000) instead of the handbook's single population; adds SITE_ID",
+    )
+    fleet.add_argument(
+        "--drift-start",
+        default=None,
+        metavar="DAY",
+        help="YYYY-MM-DD or day index (0 = --start): card testing (TX_FRAUD_SCENARIO 4) from "
+        "that day on (default: none)",
+    )
+    fleet.add_argument(
+        "--site-terminals", default=None, metavar="LOW,HIGH", help="terminals per shop (20,50)"
+    )
+    fleet.add_argument(
+        "--site-volume",
+        default=None,
+        metavar="LOW,HIGH",
+        help="intended transactions per shop per day (1000,3000)",
     )
     sim.set_defaults(handler=_cmd_simulate)
 
@@ -663,13 +808,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="LightGBM random seed")
     train.add_argument("--name", default="fraudscreen", help="model version prefix")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.add_argument(
+        "--score-bands",
+        action="store_true",
+        help="gateways running this model release score-band tables (its score in bands x "
+        "amount x terminal risk x entry mode) instead of today's feature bins",
+    )
     _add_common_history(train)
     train.set_defaults(handler=_cmd_train)
 
     ev = verbs.add_parser(
         "evaluate",
         help="handbook-protocol metrics of a bundle; --privacy: the cost of DP aggregates",
-        usage="fraudscreen evaluate BUNDLE HISTORY | fraudscreen evaluate --privacy [HISTORY]",
+        usage="fraudscreen evaluate BUNDLE HISTORY | fraudscreen evaluate --privacy "
+        "[--sites 20,100,500 [--drift] | HISTORY --sites N]",
     )
     ev.add_argument("bundle", type=Path, nargs="?", help="model bundle (HISTORY with --privacy)")
     ev.add_argument("history", type=Path, nargs="?", help="CSV or Parquet history")

@@ -32,6 +32,7 @@ MCC = "MCC"
 ENTRY_MODE = "ENTRY_MODE"
 CURRENCY = "CURRENCY"
 AMOUNT_MINOR = "AMOUNT_MINOR"
+SITE_ID = "SITE_ID"
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
@@ -122,6 +123,8 @@ def validate_history(
         out[MCC] = check.numbers(MCC, minimum=0, maximum=9999, nullable=True).astype("Int64")
     if ENTRY_MODE in frame:
         out[ENTRY_MODE] = check.entry_modes(ENTRY_MODE)
+    if SITE_ID in frame:
+        out[SITE_ID] = check.numbers(SITE_ID, minimum=0, integral=True).astype(np.int64)
     out[CURRENCY] = check.currencies(CURRENCY) if CURRENCY in frame else currency
     try:
         scales = {code: minor_per_major(code) for code in out[CURRENCY].unique()}

@@ -15,7 +15,7 @@ import datetime
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -23,6 +23,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from fraudscreen.history import (
@@ -127,6 +128,7 @@ _N_STREAMS: Final = 6
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+TextArray = pd.api.extensions.ExtensionArray
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ class CompromiseSchedule:
 
 
 @dataclass(frozen=True)
-class _Customers:
+class CustomerArrays:
+    """Customer profiles as arrays indexed by customer id (the handbook's columns + PAN)."""
+
     x: FloatArray
     y: FloatArray
     mean_amount: FloatArray
@@ -202,15 +206,18 @@ class _Customers:
 
 
 @dataclass(frozen=True)
-class _Terminals:
+class TerminalArrays:
+    """Terminal (or, in a fleet, site) locations and merchant category by id."""
+
     x: FloatArray
     y: FloatArray
     mcc: IntArray
 
 
 @dataclass(frozen=True)
-class _Reach:
-    """Available terminals of every customer, flattened CSR-style for vectorized draws."""
+class Reach:
+    """Available terminals (or sites) of every customer, flattened CSR-style for vectorized
+    draws."""
 
     offsets: IntArray  # customer c's terminals are flat[offsets[c] : offsets[c] + counts[c]]
     counts: IntArray
@@ -218,8 +225,8 @@ class _Reach:
 
 
 @dataclass(frozen=True)
-class _Raw:
-    """Genuine transactions before sorting and fraud injection."""
+class RawTransactions:
+    """Transactions before sorting and fraud labels (amounts before scenario 3's x5)."""
 
     customer: IntArray
     terminal: IntArray
@@ -256,27 +263,27 @@ def _card_pans(rng: np.random.Generator, n: int) -> npt.NDArray[np.str_]:
     return np.char.add(PAN_BIN, suffix)
 
 
-def _draw_customers(rng: np.random.Generator, n: int) -> _Customers:
+def draw_customers(rng: np.random.Generator, n: int) -> CustomerArrays:
     """Customer profiles as in the handbook, plus the card number the customer pays with."""
     x = rng.uniform(0, GRID_SIZE, n)
     y = rng.uniform(0, GRID_SIZE, n)
     mean_amount = rng.uniform(MIN_MEAN_AMOUNT, MAX_MEAN_AMOUNT, n)
     mean_nb_tx = rng.uniform(0, MAX_MEAN_TX_PER_DAY, n)
     pan = _card_pans(rng, n)
-    return _Customers(x, y, mean_amount, mean_amount / 2, mean_nb_tx, pan)
+    return CustomerArrays(x, y, mean_amount, mean_amount / 2, mean_nb_tx, pan)
 
 
-def _draw_terminals(rng: np.random.Generator, n: int) -> _Terminals:
+def _draw_terminals(rng: np.random.Generator, n: int) -> TerminalArrays:
     """Terminal locations as in the handbook, plus the merchant category each one reports."""
     x = rng.uniform(0, GRID_SIZE, n)
     y = rng.uniform(0, GRID_SIZE, n)
     codes = np.fromiter(MCC_WEIGHTS.keys(), dtype=np.int64)
     weights = np.fromiter(MCC_WEIGHTS.values(), dtype=np.float64)
     mcc = rng.choice(codes, size=n, p=weights / weights.sum())
-    return _Terminals(x, y, mcc)
+    return TerminalArrays(x, y, mcc)
 
 
-def _reach(customers: _Customers, terminals: _Terminals, radius: float) -> _Reach:
+def reach_within(customers: CustomerArrays, terminals: TerminalArrays, radius: float) -> Reach:
     """Terminals strictly closer than `radius` to each customer, in blocks to bound memory."""
     n = customers.x.size
     block = max(1, _DISTANCE_BLOCK_CELLS // terminals.x.size)
@@ -290,13 +297,18 @@ def _reach(customers: _Customers, terminals: _Terminals, radius: float) -> _Reac
         flats.append(np.nonzero(near)[1].astype(np.int64))
     count = np.concatenate(counts)
     offsets = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-    return _Reach(offsets, count, np.concatenate(flats))
+    return Reach(offsets, count, np.concatenate(flats))
 
 
-def _day_of_transactions(
-    rng: np.random.Generator, customers: _Customers, reach: _Reach, active: IntArray, day: int
-) -> _Raw:
-    """One day of genuine activity for all customers at once (handbook rules)."""
+def card_activity(
+    rng: np.random.Generator, customers: CustomerArrays, active: IntArray
+) -> tuple[IntArray, IntArray, IntArray]:
+    """One day of the handbook's card behaviour: (customer, second of day, amount in cents).
+
+    Daily Poisson counts, time of day ~ N(12 h, 20000 s) (others dropped), amount
+    ~ N(mean, mean / 2) redrawn uniformly in [0, 2 mean] when negative. Where the card pays
+    is the caller's choice (a terminal in reach here, a site of the fleet in fleet_simulate).
+    """
     customer = np.repeat(active, rng.poisson(customers.mean_nb_tx_per_day[active]))
     second = np.rint(rng.normal(TIME_OF_DAY_MEAN, TIME_OF_DAY_STD, customer.size))
     keep = (second > 0) & (second < SECONDS_PER_DAY)  # the handbook drops the others
@@ -306,38 +318,49 @@ def _day_of_transactions(
     negative = amount < 0
     amount[negative] = rng.uniform(0, 2 * mean[negative])
     minor = np.rint(amount * 100).astype(np.int64)
+    return customer.astype(np.int64), second, minor
+
+
+def _day_of_transactions(
+    rng: np.random.Generator, customers: CustomerArrays, reach: Reach, active: IntArray, day: int
+) -> RawTransactions:
+    """One day of genuine activity for all customers at once (handbook rules)."""
+    customer, second, minor = card_activity(rng, customers, active)
     pick = rng.integers(0, reach.counts[customer])
     terminal = reach.flat[reach.offsets[customer] + pick]
     day_array = np.full(customer.size, day, dtype=np.int64)
-    return _Raw(customer.astype(np.int64), terminal, day_array, second, minor)
+    return RawTransactions(customer, terminal, day_array, second, minor)
 
 
 def _genuine_transactions(
     rng: np.random.Generator,
-    customers: _Customers,
-    reach: _Reach,
+    customers: CustomerArrays,
+    reach: Reach,
     days: int,
     progress: bool,
-) -> _Raw:
+) -> RawTransactions:
     """All days of genuine activity; customers without a terminal in reach never transact."""
     active = np.flatnonzero(reach.counts > 0).astype(np.int64)
-    chunks: list[_Raw] = []
+    chunks: list[RawTransactions] = []
     with tqdm(
         total=days, desc="transactions", unit="day", file=sys.stderr, disable=not progress
     ) as bar:
         for day in range(days):
             chunks.append(_day_of_transactions(rng, customers, reach, active, day))
             bar.update()
-    return _Raw(
-        *(np.concatenate([getattr(c, f) for c in chunks]) for f in _Raw.__dataclass_fields__)
+    return RawTransactions(
+        *(
+            np.concatenate([getattr(c, f) for c in chunks])
+            for f in RawTransactions.__dataclass_fields__
+        )
     )
 
 
-def _sorted_by_time(raw: _Raw) -> _Raw:
+def _sorted_by_time(raw: RawTransactions) -> RawTransactions:
     """Stable time order, which defines TRANSACTION_ID as in the handbook."""
     seconds = raw.day * SECONDS_PER_DAY + raw.second_of_day
     order = np.argsort(seconds, kind="stable")
-    return _Raw(*(getattr(raw, f)[order] for f in _Raw.__dataclass_fields__))
+    return RawTransactions(*(getattr(raw, f)[order] for f in RawTransactions.__dataclass_fields__))
 
 
 def _draw_schedule(rng: np.random.Generator, config: SimulationConfig) -> CompromiseSchedule:
@@ -370,32 +393,56 @@ def scenario_2_mask(
     `compromised_terminals[d]` are the terminals compromised on day d.
     """
     start_day = np.repeat(np.arange(compromised_terminals.shape[0]), compromised_terminals.shape[1])
-    offsets = np.arange(SCENARIO_2_WINDOW_DAYS)
-    span = days + SCENARIO_2_WINDOW_DAYS
-    keys = compromised_terminals.reshape(-1)[:, None] * span + start_day[:, None] + offsets[None, :]
-    return np.isin(terminal * span + day, np.unique(keys))
+    return compromised_window_mask(
+        terminal, day, compromised_terminals.reshape(-1), start_day, SCENARIO_2_WINDOW_DAYS, days
+    )
 
 
-def _scenario_3(
+def compromised_window_mask(
+    ids: IntArray,
+    day: IntArray,
+    compromised: IntArray,
+    start_day: IntArray,
+    window_days: int,
+    days: int,
+) -> BoolArray:
+    """Rows at an id on a day of one of its compromise windows: id `compromised[i]` is
+    compromised on days `start_day[i]` .. `start_day[i] + window_days - 1`."""
+    offsets = np.arange(window_days)
+    span = days + window_days
+    keys = compromised[:, None] * span + start_day[:, None] + offsets[None, :]
+    return np.isin(ids * span + day, np.unique(keys))
+
+
+def scenario_3_hits(
     rng: np.random.Generator,
     customer: IntArray,
     day: IntArray,
-    compromised_customers: IntArray,
+    compromised_customers: Iterable[IntArray],
     days: int,
     progress: bool,
 ) -> IntArray:
     """How many times each transaction was picked by scenario 3 (the handbook's per-day loop).
 
+    `compromised_customers[d]` are the customers compromised on day d (any number a day).
+
     A transaction can be picked by two overlapping windows; its amount is then x5 twice, as in
     the handbook.
     """
-    key = customer * days + day
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
+    schedule = [np.asarray(victims, dtype=np.int64) for victims in compromised_customers]
+    victims_ever = np.concatenate(schedule)
+    # Only the victims' rows can be picked: sort those, not the whole table.
+    rows = np.flatnonzero(np.isin(customer, victims_ever))
+    key = customer[rows] * days + day[rows]
+    order = rows[np.argsort(key, kind="stable")]
+    sorted_key = customer[order] * days + day[order]
     hits = np.zeros(customer.size, dtype=np.int64)
     last = days - 1
     with tqdm(total=days, desc="frauds", unit="day", file=sys.stderr, disable=not progress) as bar:
-        for d, victims in enumerate(compromised_customers):
+        for d, victims in enumerate(schedule):
+            if victims.size == 0:  # a small fleet's schedule has days without a compromise
+                bar.update()
+                continue
             hi_day = min(d + SCENARIO_3_WINDOW_DAYS - 1, last)
             lo = np.searchsorted(sorted_key, victims * days + d, side="left")
             hi = np.searchsorted(sorted_key, victims * days + hi_day, side="right")
@@ -406,28 +453,49 @@ def _scenario_3(
     return hits
 
 
-def _entry_modes(rng: np.random.Generator, counterfeit: BoolArray) -> npt.NDArray[np.str_]:
+ENTRY_MODE_NAMES: Final[tuple[str, ...]] = tuple(mode.name.lower() for mode in EntryMode)
+"""The entry mode column's values; `entry_mode_codes` index into this tuple."""
+
+
+def entry_modes(rng: np.random.Generator, counterfeit: BoolArray) -> IntArray:
     """Entry mode per transaction: counterfeit-card mix for scenario 3, normal mix otherwise."""
-    result = np.empty(counterfeit.size, dtype="<U11")
+    result = np.empty(counterfeit.size, dtype=np.int64)
     u = rng.random(counterfeit.size)
     for probs, mask in (
         (GENUINE_ENTRY_MODE_PROBABILITIES, ~counterfeit),
         (COUNTERFEIT_ENTRY_MODE_PROBABILITIES, counterfeit),
     ):
-        names = np.array(list(probs.keys()))
-        cumulative = np.cumsum(np.fromiter(probs.values(), dtype=np.float64))
-        cumulative /= cumulative[-1]
-        index = np.searchsorted(cumulative, u[mask], side="right")
-        result[mask] = names[np.minimum(index, names.size - 1)]
+        result[mask] = entry_mode_codes(u[mask], probs)
     return result
 
 
-def _profiles(config: SimulationConfig) -> tuple[_Customers, _Terminals, _Reach]:
+def entry_mode_codes(u: FloatArray, probabilities: Mapping[str, float]) -> IntArray:
+    """Entry modes (indices into ENTRY_MODE_NAMES) for uniform [0, 1) draws `u`.
+
+    Inverse CDF over `probabilities` in its own key order, so a draw keeps its meaning.
+    """
+    names = list(probabilities)
+    to_code = np.array([ENTRY_MODE_NAMES.index(name) for name in names], dtype=np.int64)
+    cumulative = np.cumsum(np.fromiter(probabilities.values(), dtype=np.float64))
+    cumulative /= cumulative[-1]
+    index = np.searchsorted(cumulative, u, side="right")
+    codes: IntArray = to_code[np.minimum(index, len(names) - 1)]
+    return codes
+
+
+def text_column(values: Sequence[str] | npt.NDArray[np.str_], index: IntArray) -> TextArray:
+    """`values[index]` as a pandas string column, built in Arrow (no string per row in numpy)."""
+    taken = pa.array(np.asarray(values), pa.large_string()).take(pa.array(index))
+    column: TextArray = pd.array(taken, dtype="str")
+    return column
+
+
+def _profiles(config: SimulationConfig) -> tuple[CustomerArrays, TerminalArrays, Reach]:
     """Customer and terminal profiles with each customer's reachable terminals."""
     streams = _streams(config.seed)
-    customers = _draw_customers(streams[_STREAM_CUSTOMERS], config.customers)
+    customers = draw_customers(streams[_STREAM_CUSTOMERS], config.customers)
     terminals = _draw_terminals(streams[_STREAM_TERMINALS], config.terminals)
-    return customers, terminals, _reach(customers, terminals, config.radius)
+    return customers, terminals, reach_within(customers, terminals, config.radius)
 
 
 def simulate_profiles(config: SimulationConfig) -> Profiles:
@@ -473,7 +541,7 @@ def simulate(config: SimulationConfig, *, progress: bool = True) -> pd.DataFrame
     scenario = np.zeros(raw.customer.size, dtype=np.int8)
     scenario[raw.amount_minor > SCENARIO_1_THRESHOLD_MINOR] = 1
     scenario[scenario_2_mask(raw.terminal, raw.day, schedule.terminals, config.days)] = 2
-    hits = _scenario_3(
+    hits = scenario_3_hits(
         streams[_STREAM_SCENARIO_3],
         raw.customer,
         raw.day,
@@ -484,13 +552,33 @@ def simulate(config: SimulationConfig, *, progress: bool = True) -> pd.DataFrame
     scenario[hits > 0] = 3
     amount_minor = raw.amount_minor * SCENARIO_3_AMOUNT_FACTOR**hits
 
+    entry_mode = entry_modes(streams[_STREAM_ENTRY_MODE], scenario == 3)
+    return transaction_frame(
+        raw, scenario, amount_minor, entry_mode, customers.pan, terminals.mcc, config.start
+    )
+
+
+def transaction_frame(
+    raw: RawTransactions,
+    scenario: npt.NDArray[np.int8],
+    amount_minor: IntArray,
+    entry_mode: IntArray,
+    pans: npt.NDArray[np.str_],
+    mcc: IntArray,
+    start: datetime.date,
+) -> pd.DataFrame:
+    """The COLUMNS table from time-sorted rows; row order defines TRANSACTION_ID.
+
+    `entry_mode` holds codes into ENTRY_MODE_NAMES, `pans` one PAN per customer, `mcc` one
+    merchant category per terminal.
+    """
     seconds = raw.day * SECONDS_PER_DAY + raw.second_of_day
-    start = np.datetime64(config.start, "ns")
+    first = np.datetime64(start, "ns")
     n = raw.customer.size
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             TRANSACTION_ID: np.arange(n, dtype=np.int64),
-            TX_DATETIME: start + seconds.astype("timedelta64[s]"),
+            TX_DATETIME: first + seconds.astype("timedelta64[s]"),
             CUSTOMER_ID: raw.customer,
             TERMINAL_ID: raw.terminal,
             TX_AMOUNT: amount_minor / 100,
@@ -498,15 +586,15 @@ def simulate(config: SimulationConfig, *, progress: bool = True) -> pd.DataFrame
             TX_TIME_DAYS: raw.day,
             TX_FRAUD: (scenario > 0).astype(np.int8),
             TX_FRAUD_SCENARIO: scenario,
-            CARD_PAN: customers.pan[raw.customer],
-            MCC: terminals.mcc[raw.terminal],
-            ENTRY_MODE: _entry_modes(streams[_STREAM_ENTRY_MODE], scenario == 3),
-            CURRENCY: np.full(n, CURRENCY_CODE),
+            CARD_PAN: text_column(pans, raw.customer),
+            MCC: mcc[raw.terminal],
+            ENTRY_MODE: text_column(ENTRY_MODE_NAMES, entry_mode),
+            CURRENCY: text_column([CURRENCY_CODE], np.zeros(n, dtype=np.int64)),
             AMOUNT_MINOR: amount_minor,
         },
         columns=list(COLUMNS),
+        copy=False,  # the arrays are ours: no copy into 2-D blocks (seconds at fleet size)
     )
-    return frame
 
 
 _WRITERS: Final = (".csv.gz", ".csv", ".parquet")

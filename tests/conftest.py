@@ -64,6 +64,18 @@ def small_bundle_path(
 
 
 @pytest.fixture(scope="session")
+def score_band_bundle_path(
+    small_history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The small model, trained so that its gateways release score-band tables."""
+    path = tmp_path_factory.mktemp("bundle") / "score-bands"
+    train_bundle(
+        small_history, path, SMALL_TRAINING, progress=False, source="small", score_bands=True
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def small_bundle(small_bundle_path: Path) -> Bundle:
     return load_bundle(small_bundle_path)
 

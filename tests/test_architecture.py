@@ -24,6 +24,7 @@ DOMAIN = (
     "fraudscreen.screening",
     "fraudscreen.privacy",
     "fraudscreen.binschema",
+    "fraudscreen.score_bands",
     "fraudscreen.records",
 )
 NOT_IN_DOMAIN = (

@@ -47,7 +47,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["simulate", "--help"], "--customers CUSTOMERS simulated cards (default: 5000)"),
+        (["simulate", "--help"], "--customers CUSTOMERS simulated cards (5000; not with --sites)"),
         (["simulate", "--help"], "--seed SEED random seed (same seed, same data) (default: 0)"),
         (["replay", "--help"], "(default: 60.0)"),
         (["health", "--help"], "(0: ask once) (default: 0.0)"),

@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 import pytest
 
-from fraudscreen.binschema import BinSchema
 from fraudscreen.gateway import hub_link
 from fraudscreen.gateway.server import Gateway
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.logs import luhn_valid
+from fraudscreen.model.bundle import load_bundle
 from fraudscreen.privacy.aggregate import due_periods
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import sync_pb2
@@ -54,9 +54,20 @@ class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
         return continuation(details, request)
 
 
+@pytest.mark.parametrize("tables", ["feature bins", "score bands"])
 def test_offline_days_then_every_batch_arrives_once(
-    tmp_path: Path, small_bundle_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tables: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Both kinds of table the gateway can release: today's feature bins, and score bands
+    of the deployed model (its score binned too, the batch's schema naming its version)."""
+    bundle_path: Path = request.getfixturevalue(
+        "small_bundle_path" if tables == "feature bins" else "score_band_bundle_path"
+    )
+    schema = load_bundle(bundle_path).bin_schema
+    assert schema is not None
     hub_dir = tmp_path / "hub"
     hub_dir.mkdir()
     token = add_token(hub_dir / "sites.tokens", "shop-7")
@@ -69,7 +80,7 @@ def test_offline_days_then_every_batch_arrives_once(
     )
     config = gateway_config(
         tmp_path / "gw",
-        small_bundle_path,
+        bundle_path,
         {
             "FRAUDSCREEN_SITE_ID": "shop-7",
             "FRAUDSCREEN_SYNC_HUB": f"127.0.0.1:{port}",
@@ -125,7 +136,7 @@ def test_offline_days_then_every_batch_arrives_once(
         assert status.last_error is not None
         assert "UNAVAILABLE" in status.last_error
 
-        with running_hub(hub_dir, port=port):
+        with running_hub(hub_dir, port=port, schemas=(bundle_path,)):
             tick_until_sent(gw)  # hub up: everything goes, once
             assert gw.outbox.status().sent == len(due)
             assert gw.outbox.status().pending == 0
@@ -155,17 +166,19 @@ def test_offline_days_then_every_batch_arrives_once(
     assert sum(p.batch.batch_id == next(iter(by_id)) for p in pushes) >= 2
     # the default mechanism, known domain: every batch holds every cell of the schema's
     # domain (quiet days too: which cells are empty is not revealed), pure epsilon-DP
-    domain = set(BinSchema.default().domain())
+    domain = set(schema.domain())
+    ranges = schema.code_ranges()
     for push in pushes:
         batch = push.batch
         assert batch.site_id == "shop-7"
+        assert batch.schema_hash == schema.hash
         assert batch.kind == sync_pb2.RELEASE_KIND_KNOWN_DOMAIN
         assert batch.delta == 0.0
         assert 0 < batch.epsilon <= 8
         codes = [tuple(cell.codes) for cell in batch.cells]
         assert len(codes) == len(set(codes)) == len(domain) and set(codes) == domain
         for cell in batch.cells:
-            assert all(-1 <= c <= 4 for c in cell.codes)
+            assert all(low <= c <= high for c, (low, high) in zip(cell.codes, ranges, strict=True))
             assert -PER_DAY < cell.noisy_total < 10 * PER_DAY
     # busy days stand out from the noise; quiet days are noise around 0 (scale m/eps = 0.25:
     # the noise of a day's summed totals has sd ~13, of one cell's total ~0.3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
 from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
 from fraudscreen.privacy.release import ReleaseParameters
+from fraudscreen.score_bands import reads_score, with_score
 from fraudscreen.storage.journal import Journal
 from fraudscreen.storage.outbox import BudgetExhaustedError, OutboxEntry, PrivacyOutbox
 from fraudscreen.v1 import sync_pb2 as sync_pb
@@ -149,19 +150,27 @@ class SyncAgent(HubWorker):
         return released
 
     def _exact_table(self, period: Period, schema: BinSchema) -> dict[Cell, tuple[int, int]]:
+        return exact_table(
+            self._labelled_rows(period, schema), schema, self.privacy.max_contributions
+        )
+
+    def _labelled_rows(self, period: Period, schema: BinSchema) -> Iterator[LabelledRow]:
+        """The period's journal rows as the schema bins them. A score-band schema bins the
+        deployed model's score too, and only rows that model scored: a band means nothing
+        under another version (a model swap splits the day; the other rows are not tabled
+        under this schema)."""
         outcomes = self.journal.latest_outcomes(period.start)
-        rows = (
-            LabelledRow(
+        scored = reads_score(schema)
+        for record in self.journal.iter_transactions(period.start, period.end):
+            if scored and (record.model_version != schema.model_version or record.score is None):
+                continue
+            outcome = outcomes.get((record.terminal_id, record.transaction_id))
+            yield LabelledRow(
                 card_token=record.card_token,
                 transaction_key=f"{record.terminal_id}:{record.transaction_id}",
-                features=record.features,
-                is_fraud=bool(
-                    (o := outcomes.get((record.terminal_id, record.transaction_id))) and o.is_fraud
-                ),
+                features=with_score(record.features, record.score) if scored else record.features,
+                is_fraud=bool(outcome and outcome.is_fraud),
             )
-            for record in self.journal.iter_transactions(period.start, period.end)
-        )
-        return exact_table(rows, schema, self.privacy.max_contributions)
 
     def push_pending(self) -> int:
         """Send what the outbox holds; returns batches acknowledged. Raises on transport

@@ -29,6 +29,7 @@ from typing import Any
 from fraudscreen.atomic_file import write_atomically
 from fraudscreen.binschema import BinSchema
 from fraudscreen.features.definitions import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from fraudscreen.score_bands import DEPLOYED_SCORE, reads_score
 
 BUNDLE_FORMAT_VERSION = 1
 MODEL_FILE = "model.txt"
@@ -235,8 +236,17 @@ def _bin_schema(path: Path, manifest: Manifest, features: Sequence[str]) -> BinS
         schema = BinSchema.from_json(manifest.bin_schema)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: bin schema is malformed ({exc}); rebuild the bundle") from exc
-    if schema.features != tuple(features):
+    # a score-band schema bins the model's features and then its own score (DEPLOYED_SCORE)
+    binned_inputs = tuple(features) + ((DEPLOYED_SCORE,) if reads_score(schema) else ())
+    if schema.features != binned_inputs:
         raise BundleError(f"{path}: bin schema lists other features than the model")
+    if reads_score(schema) and manifest.model_input == MODEL_INPUT_BIN_CODES:
+        raise BundleError(f"{path}: a model that reads bin codes cannot bin its own score")
+    if schema.model_version is not None and schema.model_version != manifest.model_version:
+        raise BundleError(
+            f"{path}: bin schema bands the scores of {schema.model_version}, not of this "
+            f"model ({manifest.model_version})"
+        )
     return schema
 
 

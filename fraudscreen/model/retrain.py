@@ -30,6 +30,7 @@ from fraudscreen.model.train_aggregates import (
     weighted_rows,
     write_aggregate_bundle,
 )
+from fraudscreen.score_bands import reads_score
 
 Table = dict[Cell, tuple[int, int]]
 
@@ -138,6 +139,12 @@ def retrain_from_export(
     if not 0 < holdout < 1:
         raise ValueError(f"--holdout must be between 0 and 1, got {holdout}")
     table, schema = read_export(export)
+    if reads_score(schema):
+        raise ValueError(
+            f"{export} holds score-band tables (of {schema.model_version}): they train a "
+            "correction of that deployed model, which gateways cannot serve yet (issue 13); "
+            "`fraudscreen evaluate --privacy --sites ...` measures it"
+        )
     training, held_out = thin(table, holdout, seed)
     booster = train_from_table(training, schema, config)
     manifest = write_aggregate_bundle(

@@ -28,6 +28,7 @@ from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import GoldenRows, Manifest, Thresholds, write_bundle
 from fraudscreen.model.evaluate import ProtocolPeriods, compute_metrics, day_mask, evaluation_mask
+from fraudscreen.score_bands import band_edges, score_band_schema
 
 log = structlog.get_logger(__name__)
 
@@ -104,10 +105,14 @@ def train_bundle(
     *,
     progress: bool = True,
     source: str = "",
+    score_bands: bool = False,
 ) -> TrainingResult:
     """Features → fold model (early stopping, thresholds) → final model → bundle on disk.
 
     If the history reaches past the test week, the handbook metrics go into the manifest.
+    `score_bands`: gateways running this model release score-band tables
+    (`privacy.score_bands`): the bundle's bin schema bins this model's own score, with band
+    edges from its scores on its training rows, and names this model version.
     """
     log.info("train.features", rows=len(frame))
     features = compute_features(frame, timezone=config.timezone)
@@ -176,11 +181,25 @@ def train_bundle(
         training=training,
         metrics=metrics,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        bin_schema=BinSchema.default().to_json(),
+        bin_schema=aggregate_schema(final, features[fit_mask], version, score_bands).to_json(),
         branches=branch_statistics(model_text, features[fit_mask]),
     )
     log.info("train.bundle_written", path=str(out_dir), model_version=version)
     return TrainingResult(manifest, final, features)
+
+
+def aggregate_schema(
+    model: lightgbm.Booster,
+    training_rows: npt.NDArray[np.float64],
+    model_version: str,
+    score_bands: bool,
+) -> BinSchema:
+    """The bin schema gateways running this model aggregate with: today's feature bins, or
+    score bands of this model (edges from its training rows, never from site data)."""
+    if not score_bands:
+        return BinSchema.default()
+    scores = np.asarray(model.predict(training_rows), dtype=np.float64)
+    return score_band_schema(band_edges(scores), model_version=model_version)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +22,12 @@ from typing import Any
 
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.privacy.aggregate import Period
+from fraudscreen.privacy.composition import release_composed, share
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,
     NoisyTable,
     ReleaseParameters,
-    release,
 )
 
 _SCHEMA = """
@@ -161,47 +161,80 @@ class PrivacyOutbox:
         """Noise and store one period, once, with `mechanism` (`privacy.mechanism`).
         Returns the batch id, or None if the period was already released (with whichever
         mechanism). Raises BudgetExhaustedError past the budget."""
+        released = self.release_many(site_id, period, [(schema, exact)], params, mechanism)
+        return released[0] if released else None
+
+    def release_many(
+        self,
+        site_id: str,
+        period: Period,
+        parts: Sequence[tuple[BinSchema, Callable[[], dict[Cell, tuple[int, int]]]]],
+        params: ReleaseParameters,
+        mechanism: Mechanism = "known_domain",
+    ) -> list[str]:
+        """Noise and store several tables of one period inside its one epsilon
+        (`privacy.composition`): each of the k tables gets epsilon / k, the ledger gets one
+        row per table (their sum is the period's spend), all in ONE SQLite transaction after
+        the budget check. Tables already released for the period are skipped (they were
+        charged their share then). Returns the new batch ids."""
         if mechanism not in MECHANISMS:
             raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
-        batch = batch_id(site_id, period.name, schema.hash, params, mechanism)
+        hashes = [schema.hash for schema, _ in parts]
+        if not parts or len(set(hashes)) != len(hashes):
+            raise ValueError("a period's tables need distinct bin schemas (one table each)")
+        each = share(params, len(parts))
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if conn.execute(
-                    "SELECT 1 FROM privacy_ledger WHERE period = ? AND schema_hash = ?",
-                    (period.name, schema.hash),
-                ).fetchone():
+                todo = [
+                    (schema, exact)
+                    for schema, exact in parts
+                    if not conn.execute(
+                        "SELECT 1 FROM privacy_ledger WHERE period = ? AND schema_hash = ?",
+                        (period.name, schema.hash),
+                    ).fetchone()
+                ]
+                if not todo:
                     conn.execute("ROLLBACK")
-                    return None
+                    return []
                 spent = conn.execute(
                     "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger"
                 ).fetchone()[0]
-                if spent + params.epsilon > self.budget + 1e-12:
+                needed = each.epsilon * len(todo)
+                if spent + needed > self.budget + 1e-12:
                     raise BudgetExhaustedError(
                         f"privacy budget exhausted: spent epsilon {spent:g} of {self.budget:g}; "
-                        f"releasing {period.name} needs {params.epsilon:g} more. Nothing more "
+                        f"releasing {period.name} needs {needed:g} more. Nothing more "
                         "leaves this site until an operator raises privacy.epsilon_budget "
                         "(a deliberate decision: see README, Privacy)"
                     )
-                table = release(mechanism, exact(), schema, params)
-                payload = encode_payload(site_id, batch, period, schema, table)
+                tables = release_composed(
+                    mechanism,
+                    [(exact(), schema) for schema, exact in todo],
+                    ReleaseParameters(needed, each.delta * len(todo), params.max_contributions),
+                )
                 now = time.time()
-                conn.execute(
-                    "INSERT INTO privacy_ledger (batch_id, period, schema_hash, epsilon, delta,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (batch, period.name, schema.hash, table.epsilon, table.delta, now),
-                )
-                conn.execute(
-                    "INSERT INTO sync_outbox (batch_id, period, schema_hash, payload, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (batch, period.name, schema.hash, json.dumps(payload), now),
-                )
+                batches = []
+                for (schema, _), table in zip(todo, tables, strict=True):
+                    batch = batch_id(site_id, period.name, schema.hash, params, mechanism)
+                    payload = encode_payload(site_id, batch, period, schema, table)
+                    conn.execute(
+                        "INSERT INTO privacy_ledger (batch_id, period, schema_hash, epsilon,"
+                        " delta, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (batch, period.name, schema.hash, table.epsilon, table.delta, now),
+                    )
+                    conn.execute(
+                        "INSERT INTO sync_outbox (batch_id, period, schema_hash, payload,"
+                        " created_at) VALUES (?, ?, ?, ?, ?)",
+                        (batch, period.name, schema.hash, json.dumps(payload), now),
+                    )
+                    batches.append(batch)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return batch
+        return batches
 
     def pending(self, limit: int = 100) -> list[OutboxEntry]:
         with self._connect() as conn:

@@ -1,0 +1,74 @@
+"""A correction of the deployed model, learned at the hub from score-band tables.
+
+The hub's table has the deployed model's score band as one dimension (see
+`privacy.score_bands`). LightGBM trains on it as weighted rows like any table
+(`train_from_table`), with one constraint: the output never decreases with the band (a
+higher deployed score is never evidence against fraud), so the model corrects the deployed
+model's calibration per amount / terminal risk / entry mode instead of relearning it.
+
+Every transaction of one cell gets the same corrected score; at serving, ties inside a
+cell are broken by the raw deployed score: the final score is
+``(1 - TIE_BREAK) * corrected + TIE_BREAK * deployed``, monotone in both, so the order of
+cells is the correction's and the order inside a cell is the deployed model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import lightgbm
+import numpy as np
+import numpy.typing as npt
+
+from fraudscreen.binschema import BinSchema
+from fraudscreen.model.train_aggregates import (
+    AggregateTrainingConfig,
+    CountTable,
+    train_from_table,
+)
+from fraudscreen.score_bands import DEPLOYED_SCORE, reads_score
+
+TIE_BREAK = 1e-3
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def correction_config(
+    schema: BinSchema, config: AggregateTrainingConfig | None = None
+) -> AggregateTrainingConfig:
+    """`config` plus the monotone constraint on the score band."""
+    if not reads_score(schema):
+        raise ValueError(f"a correction needs a schema that bins {DEPLOYED_SCORE}")
+    config = config or AggregateTrainingConfig()
+    constraints = [1 if name == DEPLOYED_SCORE else 0 for name in schema.features]
+    extra = dict(config.extra_params)
+    extra["monotone_constraints"] = constraints
+    extra.setdefault("monotone_constraints_method", "advanced")
+    return replace(config, extra_params=extra)
+
+
+def train_correction(
+    table: CountTable, schema: BinSchema, config: AggregateTrainingConfig | None = None
+) -> lightgbm.Booster:
+    """LightGBM over (score band, bins) codes, monotone in the band."""
+    return train_from_table(table, schema, correction_config(schema, config))
+
+
+def stacked_scores(
+    corrected: FloatArray, deployed: FloatArray, tie_break: float = TIE_BREAK
+) -> FloatArray:
+    """The served score: the correction, with ties inside a cell broken by the deployed score."""
+    return (1.0 - tie_break) * np.asarray(corrected, dtype=np.float64) + tie_break * np.asarray(
+        deployed, dtype=np.float64
+    )
+
+
+def score_rows(
+    booster: lightgbm.Booster,
+    schema: BinSchema,
+    scored_rows: FloatArray,
+    tie_break: float = TIE_BREAK,
+) -> FloatArray:
+    """Served scores of rows (features..., deployed score), vectorized."""
+    corrected = np.asarray(booster.predict(schema.transform_matrix(scored_rows)), np.float64)
+    return stacked_scores(corrected, scored_rows[:, -1], tie_break)

@@ -1,0 +1,442 @@
+"""Fleet learning measured: models retrained at the hub from DP tables vs. from raw rows.
+
+One fleet history (a SITE_ID per row), one protocol, every row of the comparison scored
+on the same held-out test week:
+
+  shipped     a model trained on raw rows of the week before the aggregate window (what
+              the fleet runs while its gateways release tables; its score bands come from
+              its own training rows)
+  raw rows    a model trained on the fleet's raw rows over the aggregate window
+  no noise    the hub's model from the exact (bounded) tables: what the schema itself costs
+  eps = ...   the hub's model from DP tables (known domain, OpenDP), mean ± sd over draws
+
+Each (site, day) of the window is one batch, made by the gateway's own code path
+(`cell_counts` bounding and counting, `release.release_known_domain` noise, the hub's
+`sum_tables`), so what is measured is what gateways release. Schemas are compared side by
+side: today's feature bins (a replacement model over bins) and the score-band schema (a
+correction of the shipped model, `model.stacked`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import lightgbm
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from fraudscreen import history
+from fraudscreen.binschema import BinSchema, Cell
+from fraudscreen.features.definitions import FEATURE_NAMES
+from fraudscreen.model.evaluate import (
+    ProtocolPeriods,
+    card_precision_at_k_detected_removed,
+    evaluation_mask,
+)
+from fraudscreen.model.stacked import score_rows, train_correction
+from fraudscreen.model.train import TrainingConfig
+from fraudscreen.model.train_aggregates import (
+    AggregateTrainingConfig,
+    exact_as_released,
+    sum_tables,
+    train_from_table,
+)
+from fraudscreen.privacy.cell_counts import bounded_mask, cell_codes, count_cells, key_digests
+from fraudscreen.privacy.release import ReleaseParameters, release_known_domain
+from fraudscreen.score_bands import (
+    BAND_FEATURE_EDGES,
+    BAND_QUANTILES,
+    band_edges,
+    score_band_schema,
+    with_scores,
+)
+
+SITE_ID = history.SITE_ID
+FloatArray = npt.NDArray[np.float64]
+ExactTable = dict[Cell, tuple[int, int]]
+RELEASE_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class FleetMetrics:
+    auc_roc: float
+    average_precision: float
+    card_precision_at_100: float
+
+
+def fleet_metrics(frame: pd.DataFrame, scores: FloatArray) -> FleetMetrics:
+    """AUC, AP and CP@100 with the handbook's rule (detected cards removed)."""
+    labels = frame[history.TX_FRAUD].to_numpy()
+    return FleetMetrics(
+        auc_roc=float(roc_auc_score(labels, scores)),
+        average_precision=float(average_precision_score(labels, scores)),
+        card_precision_at_100=card_precision_at_k_detected_removed(frame, scores),
+    )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The protocol's days: shipped model's week, aggregate window, delay, test week."""
+
+    shipped_train_end: dt.date
+    aggregate_days: int = 14
+    delay_days: int = 7
+    test_days: int = 7
+
+    @property
+    def aggregate_start(self) -> dt.date:
+        return self.shipped_train_end
+
+    @property
+    def aggregate_end(self) -> dt.date:
+        return self.shipped_train_end + dt.timedelta(days=self.aggregate_days)
+
+    @property
+    def test(self) -> ProtocolPeriods:
+        return ProtocolPeriods.after_training(
+            self.aggregate_end, delay_days=self.delay_days, test_days=self.test_days
+        )
+
+
+@dataclass(frozen=True)
+class FleetEvaluationConfig:
+    windows: Windows
+    epsilons: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    # today's feature bins are the baseline, measured at the goal's epsilon only (a
+    # 2,430-cell release per batch costs 3x the noise draws of the 720-cell one)
+    baseline_epsilons: tuple[float, ...] = (1.0,)
+    draws: int = 3
+    max_contributions: int = 2
+    schemas: tuple[str, ...] = ("feature bins", "score bands")
+    aggregate: AggregateTrainingConfig = field(default_factory=AggregateTrainingConfig)
+    raw_trees: int = 150
+    raw_max_genuine: int = 600_000
+
+    def params(self, epsilon: float) -> ReleaseParameters:
+        return ReleaseParameters(epsilon, 1e-7, self.max_contributions)
+
+
+@dataclass(frozen=True)
+class Row:
+    schema: str
+    label: str
+    epsilon: float | None
+    runs: tuple[FleetMetrics, ...]
+
+    def mean(self, metric: str) -> float:
+        return statistics.fmean(getattr(r, metric) for r in self.runs)
+
+    def spread(self, metric: str) -> float:
+        values = [getattr(r, metric) for r in self.runs]
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class Fleet:
+    """One fleet's history and everything derived from it once."""
+
+    frame: pd.DataFrame
+    features: FloatArray
+    site_of: npt.NDArray[np.int64]
+    sites: int
+
+
+class _Say:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self.started
+            print(f"[{elapsed:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _days_from(frame: pd.DataFrame, start: dt.date) -> npt.NDArray[np.int64]:
+    days = (frame[history.TX_DATETIME].dt.normalize() - pd.Timestamp(start)).dt.days
+    return np.asarray(days.to_numpy(), dtype=np.int64)
+
+
+def train_raw_rows(
+    frame: pd.DataFrame,
+    features: FloatArray,
+    train_end: dt.date,
+    days: int,
+    config: FleetEvaluationConfig,
+) -> lightgbm.Booster:
+    """LightGBM on raw rows of [train_end - days, train_end), the shipped model's settings
+    (`TrainingConfig`) with a fixed tree count (the shipped default stopped at 143); at
+    fleet scale genuine rows are sampled down to `raw_max_genuine` with weights that keep
+    the class balance, frauds are all kept."""
+    day = _days_from(frame, train_end - dt.timedelta(days=days))
+    inside = (day >= 0) & (day < days)
+    labels = frame[history.TX_FRAUD].to_numpy(dtype=np.int8)
+    fraud = np.flatnonzero(inside & (labels == 1))
+    genuine = np.flatnonzero(inside & (labels == 0))
+    weight = 1.0
+    if len(genuine) > config.raw_max_genuine:
+        rng = np.random.default_rng(0)
+        weight = len(genuine) / config.raw_max_genuine
+        genuine = np.sort(rng.choice(genuine, config.raw_max_genuine, replace=False))
+    rows = np.concatenate([genuine, fraud])
+    weights = np.concatenate([np.full(len(genuine), weight), np.ones(len(fraud))])
+    # one thread: on a shared machine OpenMP threads that lose their core stall each other
+    params = TrainingConfig().lightgbm_params() | {"metric": [], "num_threads": 1}
+    dataset = lightgbm.Dataset(features[rows], labels[rows], weight=weights)
+    return lightgbm.train(params, dataset, num_boost_round=config.raw_trees)
+
+
+def window_batches(
+    fleet: Fleet,
+    scored_rows: FloatArray,
+    schema: BinSchema,
+    windows: Windows,
+    max_contributions: int,
+) -> list[ExactTable]:
+    """Exact bounded tables of every (site, day) of the aggregate window, by the gateway's
+    path (`cell_counts`); empty batches included (a site still releases its domain)."""
+    day = _days_from(fleet.frame, windows.aggregate_start)
+    inside = np.flatnonzero((day >= 0) & (day < windows.aggregate_days))
+    groups = fleet.site_of[inside] * windows.aggregate_days + day[inside]
+    frame = fleet.frame.iloc[inside]
+    keys = (
+        frame[history.TERMINAL_ID].astype(str) + ":" + frame[history.TRANSACTION_ID].astype(str)
+    ).tolist()
+    keep = bounded_mask(
+        frame[history.CUSTOMER_ID].to_numpy(), key_digests(keys), max_contributions, groups
+    )
+    codes = cell_codes(schema, scored_rows[inside][keep])
+    labels = frame[history.TX_FRAUD].to_numpy()[keep]
+    tables = count_cells(codes, labels, groups[keep])
+    return [tables.get(g, {}) for g in range(fleet.sites * windows.aggregate_days)]
+
+
+def release_all(
+    batches: Sequence[ExactTable], schema: BinSchema, params: ReleaseParameters
+) -> dict[Cell, tuple[int, int]]:
+    """Every batch released as a gateway would (fresh OpenDP noise), summed as the hub does."""
+    domain = list(schema.domain())
+    with ThreadPoolExecutor(RELEASE_THREADS) as pool:
+        released = list(pool.map(lambda b: release_known_domain(b, domain, params), batches))
+    return sum_tables(released)
+
+
+@dataclass(frozen=True)
+class SchemaCase:
+    """A schema and how the hub trains and the fleet scores with it."""
+
+    name: str
+    schema: BinSchema
+    train: Callable[[dict[Cell, tuple[int, int]]], lightgbm.Booster]
+    score: Callable[[lightgbm.Booster, FloatArray], FloatArray]
+
+
+# Score-band schemas tried (band quantiles, then the other dimensions); "score bands" is
+# the one chosen (see the module docstring of privacy.score_bands and the README).
+BAND_VARIANTS: dict[str, tuple[tuple[float, ...], dict[str, tuple[float, ...]]]] = {
+    "score bands": (BAND_QUANTILES, BAND_FEATURE_EDGES),
+    "score bands x amount": (BAND_QUANTILES, {"TX_AMOUNT": (25.0, 60.0, 120.0, 220.0)}),
+    "score bands only": (BAND_QUANTILES, {}),
+    "score bands x amount x entry x card 1-day count": (
+        BAND_QUANTILES,
+        {
+            "TX_AMOUNT": (25.0, 60.0, 120.0, 220.0),
+            "ENTRY_MODE": (2.0,),
+            "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (1.0, 3.0),
+        },
+    ),
+    "32 score bands": (
+        tuple(
+            sorted(
+                set(BAND_QUANTILES)
+                | {
+                    0.3,
+                    0.65,
+                    0.85,
+                    0.93,
+                    0.96,
+                    0.975,
+                    0.9875,
+                    0.9915,
+                    0.994,
+                    0.9955,
+                    0.9965,
+                    0.9975,
+                    0.99825,
+                    0.99875,
+                    0.9993,
+                    0.9996,
+                }
+            )
+        ),
+        BAND_FEATURE_EDGES,
+    ),
+}
+
+
+def schema_cases(
+    names: Sequence[str], training_scores: FloatArray, config: FleetEvaluationConfig
+) -> list[SchemaCase]:
+    bins = BinSchema.default()
+    n_features = len(bins.features)
+    out = []
+    for name in names:
+        if name == "feature bins":
+            out.append(
+                SchemaCase(
+                    name,
+                    bins,
+                    lambda t: train_from_table(t, bins, config.aggregate),
+                    lambda b, rows: np.asarray(
+                        b.predict(bins.transform_matrix(rows[:, :n_features])), np.float64
+                    ),
+                )
+            )
+            continue
+        quantiles, feature_edges = BAND_VARIANTS[name]
+        schema = score_band_schema(band_edges(training_scores, quantiles), feature_edges)
+        out.append(
+            SchemaCase(
+                name,
+                schema,
+                lambda t, s=schema: train_correction(t, s, config.aggregate),  # type: ignore[misc]
+                lambda b, rows, s=schema: score_rows(b, s, rows),  # type: ignore[misc]
+            )
+        )
+    return out
+
+
+def evaluate_fleet(
+    fleet: Fleet, config: FleetEvaluationConfig, *, progress: bool = True
+) -> tuple[list[Row], dict[str, object]]:
+    """Every row of the comparison for one fleet."""
+    say = _Say(progress)
+    w = config.windows
+    frame, features = fleet.frame, fleet.features
+
+    say(f"{fleet.sites} sites, {len(frame):,} rows: shipped model (week to {w.shipped_train_end})")
+    shipped = train_raw_rows(frame, features, w.shipped_train_end, 7, config)
+    shipped_days = _days_from(frame, w.shipped_train_end - dt.timedelta(days=7))
+    shipped_rows = (shipped_days >= 0) & (shipped_days < 7)
+    training_scores = np.asarray(shipped.predict(features[shipped_rows]), np.float64)
+    edges = band_edges(training_scores)
+
+    window_days = _days_from(frame, w.aggregate_start)
+    test_mask = evaluation_mask(frame, w.test)
+    needed = ((window_days >= 0) & (window_days < w.aggregate_days)) | test_mask
+    deployed = np.full(len(frame), np.nan)
+    deployed[needed] = shipped.predict(features[needed])
+    scored = with_scores(features, deployed)
+
+    test_frame = frame[test_mask]
+    test_rows = scored[test_mask]
+    rows: list[Row] = [
+        Row(
+            "-",
+            "shipped model (raw, 1 week before the window)",
+            None,
+            (fleet_metrics(test_frame, deployed[test_mask]),),
+        ),
+    ]
+    say(f"raw rows, {w.aggregate_days}-day window")
+    raw = train_raw_rows(frame, features, w.aggregate_end, w.aggregate_days, config)
+    rows.append(
+        Row(
+            "-",
+            f"raw rows, {w.aggregate_days}-day window",
+            None,
+            (fleet_metrics(test_frame, raw.predict(features[test_mask])),),
+        )
+    )
+
+    for case in schema_cases(config.schemas, training_scores, config):
+        say(f"{case.name}: {case.schema.domain_size()} cells, exact tables")
+        batches = window_batches(fleet, scored, case.schema, w, config.max_contributions)
+        exact = sum_tables(exact_as_released(b) for b in batches)
+        booster = case.train(exact)
+        rows.append(
+            Row(
+                case.name,
+                "no noise (ε = ∞)",
+                math.inf,
+                (fleet_metrics(test_frame, case.score(booster, test_rows)),),
+            )
+        )
+        epsilons = config.baseline_epsilons if case.name == "feature bins" else config.epsilons
+        for epsilon in epsilons:
+            runs = []
+            for draw in range(config.draws):
+                say(f"{case.name}: ε = {epsilon:g}, draw {draw + 1}/{config.draws}")
+                table = release_all(batches, case.schema, config.params(epsilon))
+                booster = case.train(table)
+                runs.append(fleet_metrics(test_frame, case.score(booster, test_rows)))
+            rows.append(Row(case.name, f"ε = {epsilon:g}", epsilon, tuple(runs)))
+    info: dict[str, object] = {
+        "band_edges": edges,
+        "test_rows": int(test_mask.sum()),
+        "test_frauds": int(test_frame[history.TX_FRAUD].sum()),
+        "seconds": time.perf_counter() - say.started,
+    }
+    say("done")
+    return rows, info
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    lines = [
+        "| schema | training data | AUC ROC | Average Precision | Card Precision@100 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = []
+        for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
+            mean = row.mean(metric)
+            cells.append(
+                f"{mean:.3f}" if len(row.runs) == 1 else f"{mean:.3f} ± {row.spread(metric):.3f}"
+            )
+        lines.append(f"| {row.schema} | {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- a fleet from the simulator ----------------------------------------------------------------
+
+KEEP_COLUMNS = (
+    history.TRANSACTION_ID,
+    history.TX_DATETIME,
+    history.CUSTOMER_ID,
+    history.TERMINAL_ID,
+    history.TX_FRAUD,
+    history.TX_FRAUD_SCENARIO,
+    SITE_ID,
+)
+
+
+def simulate_fleet_history(
+    sites: int, *, days: int, drift_start: int | None, seed: int = 0, progress: bool = False
+) -> Fleet:
+    """`fraudscreen simulate --sites N`, with each site's features from its own journal
+    (a card's velocity counts only its transactions at this site, as its gateway sees it)."""
+    from fraudscreen.features.batch import compute_features
+    from fraudscreen.fleet_simulate import FleetConfig, simulate_fleet
+
+    config = FleetConfig(sites=sites, days=days, drift_start=drift_start, seed=seed)
+    frame = history.validate_history(simulate_fleet(config, progress=progress))
+    site_of = frame[SITE_ID].to_numpy().astype(np.int64)
+    features = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
+    order = np.argsort(site_of, kind="stable")
+    bounds = np.searchsorted(site_of[order], np.arange(sites + 1))
+    for site in range(sites):
+        rows = order[bounds[site] : bounds[site + 1]]
+        if len(rows):
+            features[rows] = compute_features(frame.iloc[rows].reset_index(drop=True))
+    frame = frame[[c for c in KEEP_COLUMNS if c in frame]].copy()
+    return Fleet(frame, features, site_of, sites)

@@ -1,0 +1,113 @@
+"""The score-band schema: the deployed model's score, in bands, as one dimension of the cells.
+
+A table over coarse feature bins alone makes the hub learn a *replacement* of the deployed
+model that sees only those bins; with the deployed model's score band as a dimension, it
+learns a *correction* of the deployed model (see `model.stacked`), which keeps most of
+what the deployed model knows while the table stays small (16 bands x 5 amounts x 3
+terminal risks x 3 entry modes = 720 cells), so the noise of a known-domain release does
+not drown it.
+
+The band of a score means something only for the model that produced it: the edges are
+fixed in that model's bundle from its own training data (never from site data), a batch
+names the deployed model version its bands came from, and the hub sums only batches of
+one version.
+
+The score is the last column of the row the schema bins: `DEPLOYED_SCORE` after the
+model's features (`with_score`), so every piece of the aggregate path (binning, bounding,
+release, summing, weighted rows) works on it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudscreen.binschema import BinSchema
+from fraudscreen.features.definitions import FEATURE_NAMES
+
+DEPLOYED_SCORE = "DEPLOYED_SCORE"
+SCORED_FEATURES: tuple[str, ...] = (*FEATURE_NAMES, DEPLOYED_SCORE)
+
+# Quantile levels of the deployed model's scores on its training rows: 15 edges, 16 bands,
+# half of them in the top 1 % where fraud lives (~0.8 % of transactions).
+BAND_QUANTILES: tuple[float, ...] = (
+    0.5,
+    0.8,
+    0.9,
+    0.95,
+    0.97,
+    0.98,
+    0.985,
+    0.99,
+    0.993,
+    0.995,
+    0.996,
+    0.997,
+    0.998,
+    0.9985,
+    0.999,
+)
+
+# The other dimensions: amount (the handbook's > 220 among them), delayed 7-day terminal
+# risk, how the card was read (missing allowed).
+BAND_FEATURE_EDGES: dict[str, tuple[float, ...]] = {
+    "TX_AMOUNT": (25.0, 60.0, 120.0, 220.0),
+    "TERMINAL_ID_RISK_7DAY_WINDOW": (0.0, 0.2),
+    "ENTRY_MODE": (2.0,),
+}
+BAND_NULLABLE: tuple[str, ...] = ("ENTRY_MODE",)
+
+
+def band_edges(
+    training_scores: npt.ArrayLike, quantiles: Sequence[float] = BAND_QUANTILES
+) -> tuple[float, ...]:
+    """Band edges from the deployed model's scores on its own training rows.
+
+    Quantiles that coincide (a model with few distinct scores) are merged, so the edges
+    stay strictly increasing; the result is rounded to 9 digits so the schema's JSON and
+    hash are stable.
+    """
+    scores = np.asarray(training_scores, dtype=np.float64)
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        raise ValueError("band edges need finite training scores")
+    edges = np.round(np.quantile(scores, np.asarray(quantiles, dtype=np.float64)), 9)
+    return tuple(float(e) for e in np.unique(edges))
+
+
+def score_band_schema(
+    edges: Sequence[float],
+    feature_edges: dict[str, tuple[float, ...]] | None = None,
+    *,
+    model_version: str | None = None,
+) -> BinSchema:
+    """The schema binning (features..., DEPLOYED_SCORE): score bands x a few feature bins,
+    for the deployed model `model_version` (part of the schema's hash)."""
+    chosen = dict(BAND_FEATURE_EDGES if feature_edges is None else feature_edges)
+    chosen[DEPLOYED_SCORE] = tuple(float(e) for e in edges)
+    nullable = tuple(n for n in BAND_NULLABLE if n in chosen)
+    return BinSchema.from_edges(
+        chosen, features=SCORED_FEATURES, nullable=nullable, model_version=model_version
+    )
+
+
+def reads_score(schema: BinSchema) -> bool:
+    """True when the schema bins the deployed model's score (its rows need `with_score`)."""
+    return bool(schema.features) and schema.features[-1] == DEPLOYED_SCORE
+
+
+def with_score(features: Sequence[float], score: float | None) -> tuple[float, ...]:
+    """A journaled feature row plus the deployed score, the row a score-band schema bins.
+
+    A transaction scored by the stand-in policy (no model) has no score: NaN, which the
+    schema does not allow in the band (such rows cannot be tabled under a model version).
+    """
+    return (*features, float("nan") if score is None else float(score))
+
+
+def with_scores(
+    features: npt.NDArray[np.float64], scores: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Vectorized `with_score` for the evaluation and training."""
+    return np.column_stack([features, np.asarray(scores, dtype=np.float64)])

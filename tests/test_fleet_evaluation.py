@@ -1,0 +1,113 @@
+"""The fleet measurement: the evaluation tables batches by the gateway's own path, scores
+with the handbook's Card Precision rule, and runs end to end on a tiny fleet (CI size)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudscreen import history
+from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_detected_removed
+from fraudscreen.privacy.aggregate import LabelledRow, exact_table
+from fraudscreen.privacy.fleet_evaluation import (
+    Windows,
+    simulate_fleet_history,
+    window_batches,
+)
+from fraudscreen.privacy.fleet_report import (
+    FleetRunConfig,
+    recovery,
+    run_fleet_privacy,
+    write_fleet_report,
+)
+from fraudscreen.score_bands import score_band_schema, with_scores
+from tests.service_support import run_cli
+
+
+def test_evaluation_batches_are_the_gateway_tables() -> None:
+    """One code path: the evaluation's vectorized (site, day) tables equal what each
+    gateway's `exact_table` makes of its own journal rows for that day."""
+    fleet = simulate_fleet_history(2, days=12, drift_start=None)
+    scores = np.random.default_rng(0).random(len(fleet.frame))
+    rows = with_scores(fleet.features, scores)
+    schema = score_band_schema((0.2, 0.5, 0.8, 0.95), model_version="m")
+    windows = Windows(fleet.frame[history.TX_DATETIME].min().date() + dt.timedelta(days=8), 3)
+    batches = window_batches(fleet, rows, schema, windows, max_contributions=2)
+    assert len(batches) == 2 * 3
+    days = (
+        fleet.frame[history.TX_DATETIME].dt.normalize() - pd.Timestamp(windows.aggregate_start)
+    ).dt.days.to_numpy()
+    checked = 0
+    for site in range(2):
+        for day in range(3):
+            idx = np.flatnonzero((fleet.site_of == site) & (days == day))
+            journal = [
+                LabelledRow(
+                    str(fleet.frame[history.CUSTOMER_ID].iat[i]),
+                    f"{fleet.frame[history.TERMINAL_ID].iat[i]}:"
+                    f"{fleet.frame[history.TRANSACTION_ID].iat[i]}",
+                    tuple(rows[i]),
+                    bool(fleet.frame[history.TX_FRAUD].iat[i]),
+                )
+                for i in idx.tolist()
+            ]
+            expected = exact_table(journal, schema, 2)
+            assert batches[site * 3 + day] == expected
+            checked += sum(g + f for g, f in expected.values())
+    assert checked > 1000  # real days, not empty tables
+
+
+def test_card_precision_removes_cards_detected_on_an_earlier_day() -> None:
+    day1, day2 = pd.Timestamp("2018-05-01 10:00"), pd.Timestamp("2018-05-02 10:00")
+    frame = pd.DataFrame(
+        {
+            history.TX_DATETIME: [day1, day1, day2, day2],
+            history.CUSTOMER_ID: ["a", "b", "a", "b"],
+            history.TX_FRAUD: [1, 0, 1, 0],
+        }
+    )
+    scores = np.array([0.9, 0.1, 0.9, 0.1])
+    # k = 1: day 1 catches card a; day 2 a is known and removed, b (genuine) is the top card
+    assert card_precision_at_k_detected_removed(frame, scores, k=1) == pytest.approx(0.5)
+    assert card_precision_at_k(frame, scores, k=1) == pytest.approx(1.0)
+
+
+def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
+    config = FleetRunConfig(sites=(2,), epsilons=(1.0, 4.0), draws=2, drift=True)
+    results = run_fleet_privacy(config, progress=False)
+    (result,) = results
+    labels = [(r.schema, r.label) for r in result.rows]
+    assert ("-", "raw rows, 14-day window") in labels
+    assert ("score bands", "ε = 1") in labels and ("score bands", "ε = 4") in labels
+    # today's feature bins: the baseline, at the goal's epsilon only
+    assert ("feature bins", "ε = 1") in labels and ("feature bins", "ε = 4") not in labels
+    noisy = next(r for r in result.rows if r.schema == "score bands" and r.label == "ε = 1")
+    assert len(noisy.runs) == 2  # one per noise draw
+    assert all(0.0 <= r.average_precision <= 1.0 for r in noisy.runs)
+    drift_labels = [r.label for r in result.drift_rows]
+    assert drift_labels[0].startswith("shipped") and "ε = 1" in drift_labels
+    written = write_fleet_report(results, config, 1.0, tmp_path)
+    markdown = written[0].read_text()
+    assert "## 2 sites" in markdown and "### Drift, 2 sites" in markdown
+    document = json.loads(written[2].read_text())
+    assert document["fleets"][0]["recovery"] == recovery(result.drift_rows)
+    assert written[1].stat().st_size > 1000  # the plot
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sites", "20,x"], "is not a list like 20,100,500"),
+        (["--sites", "0"], "site counts must be positive"),
+    ],
+)
+def test_bad_fleet_sizes_are_one_line_errors(args: list[str], message: str) -> None:
+    result = run_cli("evaluate", "--privacy", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
