@@ -34,7 +34,13 @@ from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
 from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer, HubSettings
-from fraudscreen.hub.storage import CellSum, ConflictError, SQLiteHubStore, StoredBatch
+from fraudscreen.hub.storage import (
+    STATE_FIELDS,
+    CellSum,
+    ConflictError,
+    SQLiteHubStore,
+    StoredBatch,
+)
 from fraudscreen.hub.tokens import add_token, hash_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.model.bundle import (
@@ -224,7 +230,7 @@ def running_hub(directory: Path, keys: Keys, **overrides: object) -> Iterator[Hu
     server = HubServer(settings)
     server.start()
     try:
-        yield Hub(server, settings.db, tokens, publisher, directory)
+        yield Hub(server, Path(settings.db), tokens, publisher, directory)
     finally:
         server.stop(grace=0)
 
@@ -842,6 +848,9 @@ ALLOWED_COLUMNS = {
     "releases": {"seq", "model_version", "content_sha256", "everyone", "published_at"},
     "release_targets": {"seq", "site_id"},
     "release_files": {"seq", "name", "content"},
+    "schema_migrations": {"version", "name", "applied_at"},
+    "site_states": {"site_id", "first_seen", "last_seen", "changed_at", *STATE_FIELDS},
+    "site_state_history": {"id", "site_id", "changed_at", *STATE_FIELDS},
 }
 _LUHN_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 _HASH = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")

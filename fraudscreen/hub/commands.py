@@ -20,9 +20,13 @@ from fraudscreen.hub.defaults import (
 )
 
 if TYPE_CHECKING:
-    from fraudscreen.hub.storage import SQLiteHubStore
+    from fraudscreen.hub.storage import HubStore
 
 HubHandler = Callable[[argparse.Namespace], int]
+DB_HELP = (
+    f"SQLite file (default {DEFAULT_DB}) or postgresql://USER@HOST/DB URL "
+    "(password from PGPASSWORD or ~/.pgpass, never the command line)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     srv.add_argument(
         "--listen", default=DEFAULT_LISTEN, help=f"host:port (default {DEFAULT_LISTEN})"
     )
-    srv.add_argument("--db", type=Path, default=DEFAULT_DB, help="SQLite database file")
+    srv.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP)
     srv.add_argument(
         "--tokens", type=Path, default=DEFAULT_SITE_TOKENS, help="site token hashes file"
     )
@@ -82,14 +86,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pub.set_defaults(hub_handler=_add_publisher)
 
     exp = verbs.add_parser("export", help="write the summed DP table of one schema")
-    exp.add_argument("--db", type=Path, default=DEFAULT_DB)
+    exp.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP)
     exp.add_argument("--schema-hash", required=True, help="see `fraudscreen hub status`")
     exp.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
     exp.set_defaults(hub_handler=_export)
 
     st = verbs.add_parser("status", help="per-site batches, periods and epsilon; releases")
-    st.add_argument("--db", type=Path, default=DEFAULT_DB)
+    st.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP)
     st.set_defaults(hub_handler=_status)
+
+    mig = verbs.add_parser(
+        "migrate", help="apply pending schema migrations (serve also does, at start)"
+    )
+    mig.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP)
+    mig.set_defaults(hub_handler=_migrate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,12 +148,24 @@ def _add_publisher(args: argparse.Namespace) -> int:
     return _issue(args.publisher_token_file, args.name, args.rotate, "publisher")
 
 
-def _open_store(db: Path) -> SQLiteHubStore:
-    from fraudscreen.hub.storage import SQLiteHubStore
+def _open_store(db: str) -> HubStore:
+    from fraudscreen.hub.database import open_store
 
-    if not db.is_file():
-        raise ValueError(f"no hub database at {db}; give the --db the hub serves with")
-    return SQLiteHubStore(db)
+    return open_store(db, pool_size=2, must_exist=True)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from fraudscreen.hub.database import describe, open_store
+
+    store = open_store(args.db, pool_size=1)
+    try:
+        applied = store.applied_migrations
+        version = store.schema_version()
+    finally:
+        store.close()
+    done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
+    print(f"{describe(args.db)}: schema version {version} ({done})")
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

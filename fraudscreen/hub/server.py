@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2
 from fraudscreen.binschema import BinSchema
 from fraudscreen.config import TLSConfig, parse_host_port
 from fraudscreen.hub.auth import Authenticator
+from fraudscreen.hub.database import describe, open_store
 from fraudscreen.hub.defaults import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
@@ -27,7 +28,6 @@ from fraudscreen.hub.defaults import (
 )
 from fraudscreen.hub.schemas import SchemaRegistry, load_schema
 from fraudscreen.hub.service import SYNC_SERVICE, SyncServicer
-from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
 from fraudscreen.rpc.lifecycle import run_until_signalled
@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class HubSettings:
-    db: Path = DEFAULT_DB
+    db: Path | str = DEFAULT_DB  # a SQLite file or a postgresql:// URL
     site_tokens: Path = DEFAULT_SITE_TOKENS  # must exist (`fraudscreen hub add-site`)
     publisher_tokens: Path = DEFAULT_PUBLISHER_TOKENS  # missing: publishing is refused
     trusted_keys: tuple[Path, ...] = ()  # analysts' Ed25519 public keys; none: no publishing
@@ -60,7 +60,8 @@ class HubServer:
         publishers = TokenFile(settings.publisher_tokens, missing_ok=True)
         trusted = load_trusted_keys(list(settings.trusted_keys)) if settings.trusted_keys else []
         configured = [load_schema(path) for path in settings.schemas] or [BinSchema.default()]
-        self.store = SQLiteHubStore(settings.db)  # last: a bad flag leaves no file behind
+        # last: a bad flag leaves no file behind; one pooled connection per gRPC worker
+        self.store = open_store(settings.db, pool_size=settings.max_workers)
         for schema in configured:
             self.store.put_schema(schema)
         self.schemas = SchemaRegistry([*configured, *self.store.schemas(accepted_only=True)])
@@ -101,7 +102,8 @@ class HubServer:
             "hub.listening",
             address=address,
             port=bound,
-            db=str(self.settings.db),
+            db=describe(self.settings.db),
+            schema_version=self.store.schema_version(),
             sites=self.authenticator.sites.size,
             schemas=[h[:12] for h in self.schemas.hashes()],
             tls=self.settings.tls.enabled,
@@ -119,6 +121,7 @@ class HubServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             self._server.stop(grace).wait()
+        self.store.close()
         log.info("hub.stopped")
 
     def _grpc_server(self) -> grpc.Server:

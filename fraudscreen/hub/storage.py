@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
 from fraudscreen.binschema import BinSchema, Cell
+from fraudscreen.hub.fleet import GatewayState, SiteState, StateChange
+from fraudscreen.hub.migrations import migrate_sqlite, sqlite_version
 
 StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
 # How a batch was released (privacy.release.Mechanism). Batches stored before the hub knew
@@ -139,8 +141,11 @@ class HubStore(Protocol):
     insert the cells in the same transaction; `summed_table` a `GROUP BY codes` over cells
     joined to batches (codes as `smallint[]` or the same comma text); releases append-only
     with a serial `seq`, targets in their own table, `release_for` the highest `seq`
-    addressed to everyone or to the site.
+    addressed to everyone or to the site. That backend is hub.postgres.PostgresHubStore;
+    both apply hub.migrations when they open.
     """
+
+    applied_migrations: list[int]  # versions this open applied (hub.migrations)
 
     def put_batch(self, batch: StoredBatch) -> bool:
         """Store a batch atomically. True if stored now, False if an identical copy was
@@ -188,6 +193,25 @@ class HubStore(Protocol):
     def releases(self) -> list[ReleaseRecord]:
         """Every publication, oldest first."""
         ...
+
+    def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
+        """Record what a site reported now: the latest state and last-seen time; appends to
+        the history when a tracked field changed (or the site is new). True if it did."""
+        ...
+
+    def site_states(self) -> list[SiteState]:
+        """The latest state of every site that ever reported, by site id."""
+        ...
+
+    def state_history(self, site_id: str | None = None) -> list[StateChange]:
+        """Recorded changes (all sites, or one), oldest first."""
+        ...
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the database (hub.migrations)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 _DDL = """
@@ -279,6 +303,7 @@ class SQLiteHubStore:
                 conn.execute(
                     "ALTER TABLE batches ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold'"
                 )
+            self.applied_migrations = migrate_sqlite(conn)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -509,3 +534,93 @@ class SQLiteHubStore:
             )
             for seq, version, published_at, everyone, digest, size in rows
         ]
+
+    # -- gateway states --------------------------------------------------------------------
+
+    def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
+        values = state_values(state)
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"SELECT {STATE_COLUMNS} FROM site_states WHERE site_id = ?",  # noqa: S608
+                (site_id,),
+            ).fetchone()
+            changed = row is None or state_from_row(row).tracked() != state.tracked()
+            conn.execute(
+                f"INSERT INTO site_states (site_id, first_seen, last_seen, changed_at,"  # noqa: S608 - column names are constants
+                f" {STATE_COLUMNS}) VALUES (?, ?, ?, ?, {_STATE_MARKS})"
+                " ON CONFLICT (site_id) DO UPDATE SET last_seen = excluded.last_seen,"
+                " changed_at = CASE WHEN ? THEN excluded.changed_at ELSE changed_at END,"
+                f" {_STATE_UPDATES}",
+                (site_id, seen_at, seen_at, seen_at, *values, int(changed)),
+            )
+            if changed:
+                conn.execute(
+                    f"INSERT INTO site_state_history (site_id, changed_at, {STATE_COLUMNS})"  # noqa: S608 - column names are constants
+                    f" VALUES (?, ?, {_STATE_MARKS})",
+                    (site_id, seen_at, *values),
+                )
+        return changed
+
+    def site_states(self) -> list[SiteState]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT site_id, first_seen, last_seen, changed_at, {STATE_COLUMNS}"  # noqa: S608 - column names are constants
+                " FROM site_states ORDER BY site_id"
+            ).fetchall()
+        return [
+            SiteState(site, state_from_row(rest), first, last, changed)
+            for site, first, last, changed, *rest in rows
+        ]
+
+    def state_history(self, site_id: str | None = None) -> list[StateChange]:
+        query = f"SELECT site_id, changed_at, {STATE_COLUMNS} FROM site_state_history"  # noqa: S608 - column names are constants
+        params: tuple[str, ...] = ()
+        if site_id is not None:
+            query += " WHERE site_id = ?"
+            params = (site_id,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY changed_at, id", params).fetchall()
+        return [StateChange(site, at, state_from_row(rest)) for site, at, *rest in rows]
+
+    def schema_version(self) -> int:
+        with self._connect() as conn:
+            return sqlite_version(conn)
+
+    def close(self) -> None:
+        """Nothing held open: a connection per call."""
+
+
+# The columns of GatewayState, in field order, shared by both backends' SQL.
+STATE_FIELDS = (
+    "model_version",
+    "predictor",
+    "stand_in",
+    "last_update_result",
+    "last_update_at",
+    "pending_batches",
+    "epsilon_spent",
+    "epsilon_budget",
+    "software_version",
+)
+STATE_COLUMNS = ", ".join(STATE_FIELDS)
+_STATE_MARKS = ", ".join("?" for _ in STATE_FIELDS)
+_STATE_UPDATES = ", ".join(f"{f} = excluded.{f}" for f in STATE_FIELDS)
+
+
+def state_values(state: GatewayState) -> tuple[object, ...]:
+    return tuple(getattr(state, f) for f in STATE_FIELDS)
+
+
+def state_from_row(row: Sequence[object]) -> GatewayState:
+    (model, predictor, stand_in, result, update_at, pending, spent, budget, software) = row
+    return GatewayState(
+        model_version=str(model),
+        predictor=str(predictor),
+        stand_in=bool(stand_in),
+        last_update_result=str(result),
+        last_update_at=float(update_at),  # type: ignore[arg-type]
+        pending_batches=int(pending),  # type: ignore[call-overload]
+        epsilon_spent=float(spent),  # type: ignore[arg-type]
+        epsilon_budget=float(budget),  # type: ignore[arg-type]
+        software_version=str(software),
+    )
