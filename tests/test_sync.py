@@ -65,7 +65,9 @@ def test_offline_days_then_every_batch_arrives_once(
     recorder = Recorder()
     real_channel = hub_link.hub_channel
     monkeypatch.setattr(
-        hub_link, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
+        hub_link,
+        "hub_channel",
+        lambda sync, address=None: grpc.intercept_channel(real_channel(sync, address), recorder),
     )
     config = gateway_config(
         tmp_path / "gw",

@@ -140,6 +140,7 @@ class ModelUpdater(HubWorker):
                     next_poll = time.monotonic() + self.config.sync.interval_seconds
                     self.poll_hub()
             except Exception as exc:  # keep serving; try again next round
+                self.hub_failed()
                 log.warning("model.update_check_failed", error=str(exc))
                 self._on_result("failed", str(exc))
             self._stop.wait(STATE_POLL_SECONDS)

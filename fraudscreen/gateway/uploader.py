@@ -220,6 +220,7 @@ class SyncAgent(HubWorker):
                 self.state.consecutive_failures = 0
                 delay = self.sync.interval_seconds
             except Exception as exc:  # keep the agent alive; everything is in the outbox
+                self.hub_failed()
                 self.state.consecutive_failures += 1
                 delay = backoff(
                     self.state.consecutive_failures,
