@@ -819,8 +819,16 @@ def test_status_cli_lists_sites_schemas_and_releases(
     out = capsys.readouterr().out
     assert "2 sites" in out and "0 releases" in out
     line_a = next(line for line in out.splitlines() if line.startswith("shop-a"))
-    assert line_a.split()[1:5] == ["3", "2", "2018-04-02", "3"]
+    # site, (unreported) version, predictor -, last seen date + time, ago, pending -,
+    # epsilon spent (summed over its batches)/budget unknown, batches, canary -, status
+    fields = line_a.split()
+    assert fields[1:3] == ["(unreported)", "-"] and fields[6:10] == ["-", "3/?", "3", "-"]
+    assert fields[10] == "ok"
     assert f"schema {SCHEMA.hash}" in out
+    with pytest.raises(SystemExit) as usage:  # argparse: one usage line, exit 2
+        run_cli(["hub", "status", "--db", str(hub.db), "--stale-after", "soon"])
+    assert usage.value.code == 2
+    assert "not a duration like 90s" in capsys.readouterr().err
 
 
 # -- no raw data at rest ------------------------------------------------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
 from fraudscreen.config import SyncConfig
 from fraudscreen.rpc.channels import client_channel
+from fraudscreen.v1 import sync_pb2 as sync_pb
 from fraudscreen.v1 import sync_pb2_grpc as sync_grpc
 
 HUB_TOKEN_ENV = "FRAUDSCREEN_HUB_TOKEN"  # noqa: S105 - the variable name, not a secret
@@ -55,6 +57,11 @@ class HubWorker:
         self._channel: grpc.Channel | None = None
         self._addresses = hub.hub_addresses
         self._index = random.randrange(len(self._addresses)) if self._addresses else 0
+        # The gateway's state sent with each call (gateway.state_report); None: not sent.
+        self.gateway_state: Callable[[], sync_pb.GatewayState] | None = None
+
+    def state_message(self) -> sync_pb.GatewayState | None:
+        return self.gateway_state() if self.gateway_state is not None else None
 
     @property
     def hub_address(self) -> str:

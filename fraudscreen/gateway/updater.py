@@ -173,7 +173,9 @@ class ModelUpdater(HubWorker):
     def poll_hub(self) -> None:
         live = self.slot.current
         reply = self.hub_stub().FetchRelease(
-            sync_pb.FetchReleaseRequest(current_version=live.version if live else ""),
+            sync_pb.FetchReleaseRequest(
+                current_version=live.version if live else "", state=self.state_message()
+            ),
             timeout=60,
             metadata=hub_metadata(self.config.sync),
         )

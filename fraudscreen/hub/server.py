@@ -8,6 +8,7 @@ refuse new calls, let in-flight ones finish within the grace period.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from fraudscreen.hub.defaults import (
     DEFAULT_PUBLISHER_TOKENS,
     DEFAULT_SITE_TOKENS,
     MAX_MESSAGE_BYTES,
+    STALE_AFTER_SECONDS,
 )
+from fraudscreen.hub.metrics import HubMetrics, start_metrics_server
 from fraudscreen.hub.schemas import SchemaRegistry, load_schema
 from fraudscreen.hub.service import SYNC_SERVICE, SyncServicer
 from fraudscreen.hub.tokens import TokenFile
@@ -48,6 +51,8 @@ class HubSettings:
     max_workers: int = 16
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
+    metrics_listen: str = ""  # host:port of /metrics; "" (default): no listener
+    stale_after_seconds: float = STALE_AFTER_SECONDS  # a silent site counts as stale
 
 
 class HubServer:
@@ -68,7 +73,12 @@ class HubServer:
         self.authenticator = Authenticator(
             sites, publishers, sites_from_certificates=settings.tls.mutual
         )
-        self.servicer = SyncServicer(self.store, self.authenticator, self.schemas, trusted)
+        self.metrics = HubMetrics.create(self.store, settings.stale_after_seconds)
+        self.servicer = SyncServicer(
+            self.store, self.authenticator, self.schemas, trusted, metrics=self.metrics
+        )
+        self.metrics_port = 0
+        self._stop_metrics: Callable[[], None] | None = None
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._port = 0
@@ -97,6 +107,9 @@ class HubServer:
         address, bound = bind(server, self.settings.listen, self.settings.tls)
         server.start()
         self._server, self._port = server, bound
+        if self.settings.metrics_listen:
+            host, port = parse_host_port(self.settings.metrics_listen)
+            self.metrics_port, self._stop_metrics = start_metrics_server(self.metrics, host, port)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "hub.listening",
@@ -108,6 +121,7 @@ class HubServer:
             schemas=[h[:12] for h in self.schemas.hashes()],
             tls=self.settings.tls.enabled,
             mutual_tls=self.settings.tls.mutual,
+            metrics_port=self.metrics_port or None,
         )
         return bound
 
@@ -121,6 +135,8 @@ class HubServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         self.store.close()
         log.info("hub.stopped")
 
