@@ -129,6 +129,10 @@ def test_summed_table_batches_and_sites_summary_are_exact(store: HubStore) -> No
         ("a", "2" * 32, "threshold"),
         ("b", "3" * 32, "known_domain"),
     ]
+    assert store.period_tables(SCHEMA.hash) == {
+        "2018-04-01": {codes(0): CellSum(20, 2, 2), codes(3, 1): CellSum(10, -4, 2)},
+        "2018-04-02": {codes(0): CellSum(7, 0, 1)},
+    }
     summary = {s.site_id: s for s in store.sites_summary()}
     assert summary["a"].batches == 2 and summary["a"].periods == 2
     assert summary["a"].last_period == "2018-04-02" and summary["a"].epsilon == 2.0

@@ -115,6 +115,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--stale-only", action="store_true", help="list only the stale sites")
     st.set_defaults(hub_handler=_status)
 
+    rep = verbs.add_parser(
+        "report", help="static HTML fleet report: rollout, versions, silent sites, epsilon, drift"
+    )
+    rep.add_argument("--db", default=str(DEFAULT_DB), help=DB_HELP)
+    rep.add_argument("--out", type=Path, required=True, help="the .html file to write")
+    rep.add_argument(
+        "--stale-after",
+        type=_duration,
+        default=STALE_AFTER_SECONDS,
+        help="a site silent this long is stale (e.g. 90m, 3h, 2d; default 3h)",
+    )
+    rep.set_defaults(hub_handler=_report)
+
     mig = verbs.add_parser(
         "migrate", help="apply pending schema migrations (serve also does, at start)"
     )
@@ -250,6 +263,23 @@ def _status(args: argparse.Namespace) -> int:
     for r in releases:
         audience = "all sites" if r.sites is None else ", ".join(r.sites)
         print(f"  #{r.seq} {r.model_version} {r.published_at} -> {audience}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time
+
+    from fraudscreen.hub.report import write_fleet_report
+
+    store = _open_store(args.db)
+    try:
+        summary = write_fleet_report(store, args.out, time.time(), args.stale_after)
+    finally:
+        store.close()
+    print(
+        f"wrote {args.out}: {summary.sites} sites ({summary.stale} stale), "
+        f"{summary.periods} periods of drift, {summary.images} plots"
+    )
     return 0
 
 

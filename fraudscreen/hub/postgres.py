@@ -26,6 +26,7 @@ from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.hub.fleet import GatewayState, SiteState, StateChange
 from fraudscreen.hub.migrations import MIGRATIONS
 from fraudscreen.hub.storage import (
+    PERIOD_TABLES_SQL,
     STATE_COLUMNS,
     STATE_FIELDS,
     BatchRecord,
@@ -38,6 +39,7 @@ from fraudscreen.hub.storage import (
     decode_codes,
     encode_codes,
     files_sha256,
+    period_tables_from_rows,
     state_from_row,
     state_values,
 )
@@ -223,6 +225,11 @@ class PostgresHubStore:
             )
             for site, count, periods, last, epsilon, hashes, received in rows
         ]
+
+    def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
+        with self._transaction() as conn:
+            rows = conn.execute(PERIOD_TABLES_SQL, (schema_hash,)).fetchall()
+        return period_tables_from_rows(rows)
 
     # -- schemas ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.hub.fleet import GatewayState, SiteState, StateChange
@@ -162,6 +162,11 @@ class HubStore(Protocol):
 
     def sites_summary(self) -> list[SiteSummary]:
         """Per site: batch count, distinct periods, last period, epsilon sum."""
+        ...
+
+    def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
+        """summed_table per period (first day, YYYY-MM-DD), periods in order: the fleet's
+        released counts of each period, for drift."""
         ...
 
     def put_schema(self, schema: BinSchema, *, accept: bool = False) -> None:
@@ -535,6 +540,11 @@ class SQLiteHubStore:
             for seq, version, published_at, everyone, digest, size in rows
         ]
 
+    def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
+        with self._connect() as conn:
+            rows = conn.execute(PERIOD_TABLES_SQL.replace("%s", "?"), (schema_hash,)).fetchall()
+        return period_tables_from_rows(rows)
+
     # -- gateway states --------------------------------------------------------------------
 
     def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
@@ -588,6 +598,21 @@ class SQLiteHubStore:
 
     def close(self) -> None:
         """Nothing held open: a connection per call."""
+
+
+PERIOD_TABLES_SQL = (
+    "SELECT b.period, c.codes, SUM(c.noisy_total), SUM(c.noisy_fraud), COUNT(*)"
+    " FROM cells AS c JOIN batches AS b ON b.site_id = c.site_id AND b.batch_id = c.batch_id"
+    " WHERE b.schema_hash = %s GROUP BY b.period, c.codes"
+)
+
+
+def period_tables_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, dict[Cell, CellSum]]:
+    tables: dict[str, dict[Cell, CellSum]] = {}
+    for period, codes, total, fraud, n in rows:
+        cell = CellSum(int(total), int(fraud), int(n))
+        tables.setdefault(str(period), {})[decode_codes(str(codes))] = cell
+    return {p: dict(sorted(t.items())) for p, t in sorted(tables.items())}
 
 
 # The columns of GatewayState, in field order, shared by both backends' SQL.
