@@ -18,7 +18,7 @@ from fraudscreen.history import validate_history
 from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.train import TrainingConfig, train_bundle
 from fraudscreen.simulate import SimulationConfig, simulate
-from tests.postgres_server import PostgresServer, started_server
+from loadtests.postgres_server import PostgresServer, started_server
 from tests.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)

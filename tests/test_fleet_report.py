@@ -18,7 +18,7 @@ import pytest
 from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.database import open_store
 from fraudscreen.hub.storage import StoredBatch
-from tests.postgres_server import PostgresServer
+from loadtests.postgres_server import PostgresServer
 from tests.test_hub import run_cli
 from tests.test_hub_store import state as _state
 

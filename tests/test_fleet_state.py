@@ -17,7 +17,7 @@ from fraudscreen.gateway.state_report import software_version
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
-from tests.postgres_server import PostgresServer
+from loadtests.postgres_server import PostgresServer
 from tests.service_support import free_port, gateway_config, running_gateway, running_hub
 from tests.test_hub import bearer, make_batch, refused, run_cli
 

@@ -19,7 +19,7 @@ from fraudscreen.hub.database import describe, open_store
 from fraudscreen.hub.fleet import GatewayState
 from fraudscreen.hub.migrations import LATEST
 from fraudscreen.hub.storage import CellSum, ConflictError, HubStore, StoredBatch
-from tests.postgres_server import PostgresServer
+from loadtests.postgres_server import PostgresServer
 
 SCHEMA = BinSchema.default()
 WIDTH = len(SCHEMA.binned)
