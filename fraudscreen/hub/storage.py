@@ -5,8 +5,9 @@ period, schema hash, epsilon, delta, mechanism, release kind) and per cell the b
 with two noisy counts. There is nowhere to put a card number, a card token, a terminal, an
 amount or the time of a transaction, and the tests scan the database to keep it that way.
 
-`HubStore` is the interface; `SQLiteHubStore` is the default backend. A PostgreSQL backend
-implements the same Protocol (see its docstring for what each method must guarantee).
+`HubStore` is the interface; `SQLiteHubStore` is the default backend, and
+hub.postgres.PostgresHubStore the one for a fleet (several hub processes, one database).
+Both apply hub.migrations on open; tests/test_hub_store.py runs the same suite on both.
 """
 
 from __future__ import annotations
