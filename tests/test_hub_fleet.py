@@ -235,6 +235,11 @@ def test_a_gateway_rotates_through_its_hub_addresses(
                 worker.hub_failed()
         assert reply.stored and failures in ([], [grpc.StatusCode.UNAVAILABLE])
         assert visited[-1] == f"127.0.0.1:{fleet.ports[0]}"
+        first = worker.hub_address  # each failed round moves on, and the list wraps around
+        worker.hub_failed()
+        second = worker.hub_address
+        worker.hub_failed()
+        assert {first, second} == set(config.hub_addresses) and worker.hub_address == first
         worker.stop()
 
 

@@ -308,3 +308,13 @@ def test_a_sqlite_file_from_before_versioning_is_migrated_on_open(tmp_path: Path
     assert reopened.applied_migrations == [1, 2] and reopened.schema_version() == LATEST
     assert len(reopened.batches()) == 1
     assert reopened.put_site_state("s", state(), 1.0) is True
+
+
+def test_missing_postgresql_fails_the_tests_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loadtests import postgres_server
+
+    monkeypatch.setattr(postgres_server, "find_bindir", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y postgresql"):
+        postgres_server.started_server(pytest.fail)
