@@ -449,7 +449,7 @@ class PrivacyConfig:
 class SyncConfig:
     """Where aggregates go; empty `hub` keeps everything on site (the default)."""
 
-    hub: str = ""  # host:port of `fraudscreen hub`
+    hub: str = ""  # host:port of `fraudscreen hub`, or several, comma-separated
     token_file: Path | None = None  # per-site bearer token (or env FRAUDSCREEN_HUB_TOKEN)
     ca_file: Path | None = None  # set => TLS to the hub
     cert_file: Path | None = None  # with key_file => mutual TLS
@@ -457,9 +457,14 @@ class SyncConfig:
     interval_seconds: float = 60.0
     max_backoff_seconds: float = 900.0
 
+    @property
+    def hub_addresses(self) -> tuple[str, ...]:
+        """The hub processes to rotate through (one address, or a comma-separated list)."""
+        return tuple(a.strip() for a in self.hub.split(",") if a.strip())
+
     def __post_init__(self) -> None:
-        if self.hub:
-            _check_listen("hub", self.hub)
+        for address in self.hub_addresses:
+            _check_listen("hub", address)
         _check(
             (self.cert_file is None) == (self.key_file is None),
             "cert_file and key_file go together (mutual TLS)",
@@ -1002,7 +1007,9 @@ epsilon_budget = 365.0
 mechanism = "known_domain"
 
 [sync]
-# host:port of the hub; "" keeps everything on site.
+# host:port of the hub; "" keeps everything on site. Several hub processes on one
+# database: "hub-1:50061,hub-2:50061" (the gateway starts at a random one and moves to
+# the next after a failed round).
 hub = ""
 # Per-site bearer token file (or FRAUDSCREEN_HUB_TOKEN); ca_file enables TLS,
 # cert_file + key_file mutual TLS.

@@ -20,6 +20,7 @@ from fraudscreen.history import validate_history
 from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.train import TrainingConfig, train_bundle
 from fraudscreen.simulate import SimulationConfig, simulate
+from loadtests.postgres_server import PostgresServer, started_server
 from tests.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
@@ -95,3 +96,13 @@ def other_bundle_path(
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     """Throwaway CA, server and client certificates (one set per test module)."""
     return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests ask it for fresh databases)."""
+    server = started_server(pytest.fail)
+    try:
+        yield server
+    finally:
+        server.stop()

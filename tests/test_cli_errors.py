@@ -68,6 +68,10 @@ def _cases(tmp: Path, bundle: Path) -> dict[tuple[str, ...], list[list[str]]]:
             ["--db", missing, "--schema-hash", "x", "--out", str(tmp / "o.csv")],
         ],
         ("hub", "status"): [["--db", missing]],
+        ("hub", "migrate"): [["--db", "postgresql://hub@127.0.0.1:1/hub?connect_timeout=2"]],
+        ("hub", "report"): [
+            ["--db", missing, "--out", str(tmp / "f.html"), "--stale-after", "soon"]
+        ],
     }
 
 

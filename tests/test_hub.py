@@ -34,7 +34,13 @@ from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
 from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer, HubSettings
-from fraudscreen.hub.storage import CellSum, ConflictError, SQLiteHubStore, StoredBatch
+from fraudscreen.hub.storage import (
+    STATE_FIELDS,
+    CellSum,
+    ConflictError,
+    SQLiteHubStore,
+    StoredBatch,
+)
 from fraudscreen.hub.tokens import add_token, hash_token
 from fraudscreen.logs import luhn_valid
 from fraudscreen.model.bundle import (
@@ -224,7 +230,7 @@ def running_hub(directory: Path, keys: Keys, **overrides: object) -> Iterator[Hu
     server = HubServer(settings)
     server.start()
     try:
-        yield Hub(server, settings.db, tokens, publisher, directory)
+        yield Hub(server, Path(settings.db), tokens, publisher, directory)
     finally:
         server.stop(grace=0)
 
@@ -813,8 +819,16 @@ def test_status_cli_lists_sites_schemas_and_releases(
     out = capsys.readouterr().out
     assert "2 sites" in out and "0 releases" in out
     line_a = next(line for line in out.splitlines() if line.startswith("shop-a"))
-    assert line_a.split()[1:5] == ["3", "2", "2018-04-02", "3"]
+    # site, (unreported) version, predictor -, last seen date + time, ago, pending -,
+    # epsilon spent (summed over its batches)/budget unknown, batches, canary -, status
+    fields = line_a.split()
+    assert fields[1:3] == ["(unreported)", "-"] and fields[6:10] == ["-", "3/?", "3", "-"]
+    assert fields[10] == "ok"
     assert f"schema {SCHEMA.hash}" in out
+    with pytest.raises(SystemExit) as usage:  # argparse: one usage line, exit 2
+        run_cli(["hub", "status", "--db", str(hub.db), "--stale-after", "soon"])
+    assert usage.value.code == 2
+    assert "not a duration like 90s" in capsys.readouterr().err
 
 
 # -- no raw data at rest ------------------------------------------------------------------
@@ -842,6 +856,9 @@ ALLOWED_COLUMNS = {
     "releases": {"seq", "model_version", "content_sha256", "everyone", "published_at"},
     "release_targets": {"seq", "site_id"},
     "release_files": {"seq", "name", "content"},
+    "schema_migrations": {"version", "name", "applied_at"},
+    "site_states": {"site_id", "first_seen", "last_seen", "changed_at", *STATE_FIELDS},
+    "site_state_history": {"id", "site_id", "changed_at", *STATE_FIELDS},
 }
 _LUHN_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 _HASH = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")

@@ -46,11 +46,13 @@ class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.methods: list[str] = []
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         self.sent.append(request.SerializeToString())
+        self.methods.append(str(details.method))
         return continuation(details, request)
 
 
@@ -76,7 +78,9 @@ def test_offline_days_then_every_batch_arrives_once(
     recorder = Recorder()
     real_channel = hub_link.hub_channel
     monkeypatch.setattr(
-        hub_link, "hub_channel", lambda sync: grpc.intercept_channel(real_channel(sync), recorder)
+        hub_link,
+        "hub_channel",
+        lambda sync, address=None: grpc.intercept_channel(real_channel(sync, address), recorder),
     )
     config = gateway_config(
         tmp_path / "gw",
@@ -155,7 +159,14 @@ def test_offline_days_then_every_batch_arrives_once(
         hub_values = _all_values(conn)
 
     # what crossed the wire: only codes, noisy counts and batch metadata
-    pushes = [sync_pb2.PushBatchRequest.FromString(b) for b in recorder.sent if b.startswith(b"\n")]
+    pushes = [
+        sync_pb2.PushBatchRequest.FromString(b)
+        for b, method in zip(recorder.sent, recorder.methods, strict=True)
+        if method.endswith("/PushBatch")
+    ]
+    # every push and every round with nothing to push carried the gateway's state
+    assert pushes and all(p.HasField("state") for p in pushes)
+    assert any(m.endswith("/ReportState") for m in recorder.methods)
     # every batch crossed at least twice (sent, then resent after the "lost" ack), always
     # the same stored bytes; the hub still holds each once (checked above)
     by_id: dict[str, set[bytes]] = {}

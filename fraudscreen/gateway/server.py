@@ -30,6 +30,7 @@ from fraudscreen.gateway.servicer import (
     UNARY_METHODS,
     ScreeningServicer,
 )
+from fraudscreen.gateway.state_report import StateReporter
 from fraudscreen.gateway.updater import ModelUpdater
 from fraudscreen.gateway.uploader import SyncAgent
 from fraudscreen.gateway.validation import RequestValidator, ValidationRules
@@ -154,6 +155,13 @@ class Gateway:
             on_swap=self._show_model,
             on_result=self._update_result,
         )
+        self.state_report = StateReporter(
+            model=lambda: (m.version, m.predictor.kind) if (m := self.slot.current) else ("", ""),
+            stand_in=lambda: self.engine.stand_in_active,
+            outbox=self.outbox,
+        )
+        self.sync_agent.gateway_state = self.state_report.message
+        self.updater.gateway_state = self.state_report.message
         self._running: _Running | None = None
         self._stopping = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -268,6 +276,7 @@ class Gateway:
 
     def _update_result(self, result: str, reason: str | None) -> None:
         self.metrics.model_updates.labels(result).inc()
+        self.state_report.update_result(result)
         status = (
             health_pb2.HealthCheckResponse.NOT_SERVING
             if result in ("refused", "failed")

@@ -140,6 +140,7 @@ class ModelUpdater(HubWorker):
                     next_poll = time.monotonic() + self.config.sync.interval_seconds
                     self.poll_hub()
             except Exception as exc:  # keep serving; try again next round
+                self.hub_failed()
                 log.warning("model.update_check_failed", error=str(exc))
                 self._on_result("failed", str(exc))
             self._stop.wait(STATE_POLL_SECONDS)
@@ -172,7 +173,9 @@ class ModelUpdater(HubWorker):
     def poll_hub(self) -> None:
         live = self.slot.current
         reply = self.hub_stub().FetchRelease(
-            sync_pb.FetchReleaseRequest(current_version=live.version if live else ""),
+            sync_pb.FetchReleaseRequest(
+                current_version=live.version if live else "", state=self.state_message()
+            ),
             timeout=60,
             metadata=hub_metadata(self.config.sync),
         )

@@ -190,7 +190,9 @@ class SyncAgent(HubWorker):
     ) -> None:
         try:
             reply = stub.PushBatch(
-                sync_pb.PushBatchRequest(batch=batch_message(entry.payload)),
+                sync_pb.PushBatchRequest(
+                    batch=batch_message(entry.payload), state=self.state_message()
+                ),
                 timeout=30,
                 metadata=metadata,
             )
@@ -218,9 +220,29 @@ class SyncAgent(HubWorker):
         )
 
     def tick(self) -> None:
-        """One round: release what matured, push what is pending."""
+        """One round: release what matured, push what is pending; with nothing to push,
+        report the gateway's state alone, so the hub hears from it every round."""
         self.release_due()
-        self.push_pending()
+        if self.push_pending() == 0:
+            self.report_state()
+
+    def report_state(self) -> bool:
+        """Send the gateway's state (ReportState); False if there is nothing to send or the
+        hub predates the call. Raises on transport failure so the caller backs off."""
+        state = self.state_message()
+        if not self.sync.hub or state is None:
+            return False
+        try:
+            self.hub_stub().ReportState(
+                sync_pb.ReportStateRequest(state=state),
+                timeout=30,
+                metadata=hub_metadata(self.sync),
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # an older hub: PushBatch carries it
+                return False
+            raise ConnectionError(f"{exc.code().name}: {exc.details()}") from exc
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -229,6 +251,7 @@ class SyncAgent(HubWorker):
                 self.state.consecutive_failures = 0
                 delay = self.sync.interval_seconds
             except Exception as exc:  # keep the agent alive; everything is in the outbox
+                self.hub_failed()
                 self.state.consecutive_failures += 1
                 delay = backoff(
                     self.state.consecutive_failures,

@@ -1,6 +1,14 @@
 """The central hub: stores the fleet's DP aggregate batches and serves signed model releases.
 
 storage.py    HubStore interface and its SQLite implementation (no gRPC)
+postgres.py   PostgresHubStore: the same interface on PostgreSQL, for several hub processes
+database.py   which store a --db names (file path or postgresql:// URL)
+migrations.py versioned schema of both backends (schema_migrations)
+fleet.py      what gateways report about themselves (GatewayState), stale sites
+fleet_view.py one row per site for `hub status` and the report
+metrics.py    Prometheus: this process's pushes/refusals, the fleet's versions and stale sites
+drift.py      PSI of the fleet's binned features per period against the training reference
+report.py     `hub report`: the static fleet.html
 tokens.py     token files: hashes of per-site and publisher bearer tokens
 auth.py       who is calling: bearer token, or mTLS certificate name
 schemas.py    the bin schemas the hub accepts batches for

@@ -10,3 +10,4 @@ DEFAULT_DB = Path("var/hub.sqlite3")
 DEFAULT_SITE_TOKENS = Path("var/hub-sites.tokens")
 DEFAULT_PUBLISHER_TOKENS = Path("var/hub-publishers.tokens")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a release carries the whole bundle
+STALE_AFTER_SECONDS = 3 * 3600.0  # a gateway syncs every minute by default

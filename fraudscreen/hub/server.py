@@ -8,6 +8,7 @@ refuse new calls, let in-flight ones finish within the grace period.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +19,18 @@ from grpc_health.v1 import health, health_pb2
 from fraudscreen.binschema import BinSchema
 from fraudscreen.config import TLSConfig, parse_host_port
 from fraudscreen.hub.auth import Authenticator
+from fraudscreen.hub.database import describe, open_store
 from fraudscreen.hub.defaults import (
     DEFAULT_DB,
     DEFAULT_LISTEN,
     DEFAULT_PUBLISHER_TOKENS,
     DEFAULT_SITE_TOKENS,
     MAX_MESSAGE_BYTES,
+    STALE_AFTER_SECONDS,
 )
+from fraudscreen.hub.metrics import HubMetrics, start_metrics_server
 from fraudscreen.hub.schemas import SchemaRegistry, load_schema
 from fraudscreen.hub.service import SYNC_SERVICE, SyncServicer
-from fraudscreen.hub.storage import SQLiteHubStore
 from fraudscreen.hub.tokens import TokenFile
 from fraudscreen.model.signing import load_trusted_keys
 from fraudscreen.rpc.lifecycle import run_until_signalled
@@ -38,7 +41,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class HubSettings:
-    db: Path = DEFAULT_DB
+    db: Path | str = DEFAULT_DB  # a SQLite file or a postgresql:// URL
     site_tokens: Path = DEFAULT_SITE_TOKENS  # must exist (`fraudscreen hub add-site`)
     publisher_tokens: Path = DEFAULT_PUBLISHER_TOKENS  # missing: publishing is refused
     trusted_keys: tuple[Path, ...] = ()  # analysts' Ed25519 public keys; none: no publishing
@@ -48,6 +51,8 @@ class HubSettings:
     max_workers: int = 16
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
+    metrics_listen: str = ""  # host:port of /metrics; "" (default): no listener
+    stale_after_seconds: float = STALE_AFTER_SECONDS  # a silent site counts as stale
 
 
 class HubServer:
@@ -60,14 +65,20 @@ class HubServer:
         publishers = TokenFile(settings.publisher_tokens, missing_ok=True)
         trusted = load_trusted_keys(list(settings.trusted_keys)) if settings.trusted_keys else []
         configured = [load_schema(path) for path in settings.schemas] or [BinSchema.default()]
-        self.store = SQLiteHubStore(settings.db)  # last: a bad flag leaves no file behind
+        # last: a bad flag leaves no file behind; one pooled connection per gRPC worker
+        self.store = open_store(settings.db, pool_size=settings.max_workers)
         for schema in configured:
             self.store.put_schema(schema)
         self.schemas = SchemaRegistry([*configured, *self.store.schemas(accepted_only=True)])
         self.authenticator = Authenticator(
             sites, publishers, sites_from_certificates=settings.tls.mutual
         )
-        self.servicer = SyncServicer(self.store, self.authenticator, self.schemas, trusted)
+        self.metrics = HubMetrics.create(self.store, settings.stale_after_seconds)
+        self.servicer = SyncServicer(
+            self.store, self.authenticator, self.schemas, trusted, metrics=self.metrics
+        )
+        self.metrics_port = 0
+        self._stop_metrics: Callable[[], None] | None = None
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._port = 0
@@ -96,16 +107,21 @@ class HubServer:
         address, bound = bind(server, self.settings.listen, self.settings.tls, setting="--listen")
         server.start()
         self._server, self._port = server, bound
+        if self.settings.metrics_listen:
+            host, port = parse_host_port(self.settings.metrics_listen)
+            self.metrics_port, self._stop_metrics = start_metrics_server(self.metrics, host, port)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "hub.listening",
             address=address,
             port=bound,
-            db=str(self.settings.db),
+            db=describe(self.settings.db),
+            schema_version=self.store.schema_version(),
             sites=self.authenticator.sites.size,
             schemas=[h[:12] for h in self.schemas.hashes()],
             tls=self.settings.tls.enabled,
             mutual_tls=self.settings.tls.mutual,
+            metrics_port=self.metrics_port or None,
         )
         return bound
 
@@ -119,6 +135,9 @@ class HubServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             self._server.stop(grace).wait()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
+        self.store.close()
         log.info("hub.stopped")
 
     def _grpc_server(self) -> grpc.Server:

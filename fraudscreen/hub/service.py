@@ -41,13 +41,19 @@ from fraudscreen.hub.errors import (
     ReleaseRejectedError,
     UnknownSchemaError,
 )
+from fraudscreen.hub.fleet import GatewayState
+from fraudscreen.hub.metrics import HubMetrics
 from fraudscreen.hub.releases import verify_release
 from fraudscreen.hub.schemas import SchemaRegistry
 from fraudscreen.hub.storage import ConflictError, HubStore
-from fraudscreen.hub.validation import batch_from_request, release_from_request
+from fraudscreen.hub.validation import (
+    batch_from_request,
+    gateway_state_from_request,
+    release_from_request,
+)
 from fraudscreen.model.signing import PublicKey
 from fraudscreen.rpc.parsing import decoded, lenient_parser
-from fraudscreen.rpc.status import FieldViolation, StatusMap, code_name
+from fraudscreen.rpc.status import FieldViolation, RequestInvalidError, StatusMap, code_name
 from fraudscreen.v1 import sync_pb2 as pb
 
 log = structlog.get_logger("fraudscreen.hub")
@@ -102,12 +108,14 @@ class SyncServicer:
         trusted_keys: Sequence[PublicKey],
         *,
         now: Callable[[], dt.datetime] = _utc_now,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self._store = store
         self._auth = authenticator
         self._schemas = schemas
         self._trusted = list(trusted_keys)
         self._now = now
+        self._metrics = metrics or HubMetrics.create(store, stale_after=3 * 3600.0)
 
     def handlers(self) -> grpc.GenericRpcHandler[Any, Any]:
         def unary(handler: Callable[[object, grpc.ServicerContext], Message], request: Any) -> Any:
@@ -123,6 +131,7 @@ class SyncServicer:
                 "PushBatch": unary(self.PushBatch, pb.PushBatchRequest),
                 "FetchRelease": unary(self.FetchRelease, pb.FetchReleaseRequest),
                 "PublishRelease": unary(self.PublishRelease, pb.PublishReleaseRequest),
+                "ReportState": unary(self.ReportState, pb.ReportStateRequest),
             },
         )
 
@@ -133,7 +142,10 @@ class SyncServicer:
             if request.HasField("batch"):  # else validation names the missing field
                 require_own_site(caller, request.batch.site_id)
             batch = batch_from_request(request, self._schemas, today=self._now().date())
+            state = self._state(request)
             stored = self._store.put_batch(batch)
+            self._metrics.pushes.labels("stored" if stored else "duplicate").inc()
+            self._record_state(batch.site_id, state)
             log.info(
                 "sync.batch_stored" if stored else "sync.batch_duplicate",
                 site_id=batch.site_id,
@@ -154,6 +166,7 @@ class SyncServicer:
         def fetch(caller: Caller) -> pb.FetchReleaseResponse:
             site = require_site(caller)
             request = decoded(message, pb.FetchReleaseRequest)
+            self._record_state(site, self._state(request))
             found = self._store.release_for(site, request.current_version)
             if found is None:
                 return pb.FetchReleaseResponse(available=False)
@@ -197,6 +210,43 @@ class SyncServicer:
 
         return self._serve("PublishRelease", context, publish)
 
+    def ReportState(self, message: object, context: grpc.ServicerContext) -> pb.ReportStateResponse:
+        def report(caller: Caller) -> pb.ReportStateResponse:
+            site = require_site(caller)
+            request = decoded(message, pb.ReportStateRequest)
+            state = self._state(request)
+            if state is None:
+                raise RequestInvalidError(
+                    [FieldViolation("state", "required: the gateway's state")]
+                )
+            self._record_state(site, state)
+            return pb.ReportStateResponse()
+
+        return self._serve("ReportState", context, report)
+
+    @staticmethod
+    def _state(
+        request: pb.PushBatchRequest | pb.FetchReleaseRequest | pb.ReportStateRequest,
+    ) -> GatewayState | None:
+        """The gateway state a request carries (validated), or None: older gateways send
+        none and are served as before."""
+        if not request.HasField("state"):
+            return None
+        return gateway_state_from_request(request.state)
+
+    def _record_state(self, site: str, state: GatewayState | None) -> None:
+        if state is None:
+            return
+        if self._store.put_site_state(site, state, self._now().timestamp()):
+            log.info(
+                "sync.state_changed",
+                site_id=site,
+                model_version=state.model_version,
+                stand_in=state.stand_in,
+                last_update_result=state.last_update_result,
+            )
+        self._metrics.reports.inc()
+
     def _serve(self, method: str, context: grpc.ServicerContext, work: Callable[[Caller], R]) -> R:
         started = time.perf_counter()
         caller: Caller | None = None
@@ -207,6 +257,7 @@ class SyncServicer:
             return work(caller)
         except Exception as exc:
             status = hub_status(exc)
+            self._metrics.refused.labels(method, code_name(status)).inc()
             log.info(
                 "sync.refused",
                 method=method,

@@ -5,8 +5,9 @@ period, schema hash, epsilon, delta, mechanism, release kind) and per cell the b
 with two noisy counts. There is nowhere to put a card number, a card token, a terminal, an
 amount or the time of a transaction, and the tests scan the database to keep it that way.
 
-`HubStore` is the interface; `SQLiteHubStore` is the default backend. A PostgreSQL backend
-implements the same Protocol (see its docstring for what each method must guarantee).
+`HubStore` is the interface; `SQLiteHubStore` is the default backend, and
+hub.postgres.PostgresHubStore the one for a fleet (several hub processes, one database).
+Both apply hub.migrations on open; tests/test_hub_store.py runs the same suite on both.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from fraudscreen.binschema import BinSchema, Cell
+from fraudscreen.hub.fleet import GatewayState, SiteState, StateChange
+from fraudscreen.hub.migrations import migrate_sqlite, sqlite_version
 
 StoredCell = tuple[Cell, int, int]  # codes, noisy_total, noisy_fraud
 # How a batch was released (privacy.release.Mechanism). Batches stored before the hub knew
@@ -139,8 +142,11 @@ class HubStore(Protocol):
     insert the cells in the same transaction; `summed_table` a `GROUP BY codes` over cells
     joined to batches (codes as `smallint[]` or the same comma text); releases append-only
     with a serial `seq`, targets in their own table, `release_for` the highest `seq`
-    addressed to everyone or to the site.
+    addressed to everyone or to the site. That backend is hub.postgres.PostgresHubStore;
+    both apply hub.migrations when they open.
     """
+
+    applied_migrations: list[int]  # versions this open applied (hub.migrations)
 
     def put_batch(self, batch: StoredBatch) -> bool:
         """Store a batch atomically. True if stored now, False if an identical copy was
@@ -157,6 +163,11 @@ class HubStore(Protocol):
 
     def sites_summary(self) -> list[SiteSummary]:
         """Per site: batch count, distinct periods, last period, epsilon sum."""
+        ...
+
+    def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
+        """summed_table per period (first day, YYYY-MM-DD), periods in order: the fleet's
+        released counts of each period, for drift."""
         ...
 
     def put_schema(self, schema: BinSchema, *, accept: bool = False) -> None:
@@ -188,6 +199,25 @@ class HubStore(Protocol):
     def releases(self) -> list[ReleaseRecord]:
         """Every publication, oldest first."""
         ...
+
+    def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
+        """Record what a site reported now: the latest state and last-seen time; appends to
+        the history when a tracked field changed (or the site is new). True if it did."""
+        ...
+
+    def site_states(self) -> list[SiteState]:
+        """The latest state of every site that ever reported, by site id."""
+        ...
+
+    def state_history(self, site_id: str | None = None) -> list[StateChange]:
+        """Recorded changes (all sites, or one), oldest first."""
+        ...
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the database (hub.migrations)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 _DDL = """
@@ -279,6 +309,7 @@ class SQLiteHubStore:
                 conn.execute(
                     "ALTER TABLE batches ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold'"
                 )
+            self.applied_migrations = migrate_sqlite(conn)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -509,3 +540,113 @@ class SQLiteHubStore:
             )
             for seq, version, published_at, everyone, digest, size in rows
         ]
+
+    def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
+        with self._connect() as conn:
+            rows = conn.execute(PERIOD_TABLES_SQL.replace("%s", "?"), (schema_hash,)).fetchall()
+        return period_tables_from_rows(rows)
+
+    # -- gateway states --------------------------------------------------------------------
+
+    def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
+        values = state_values(state)
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"SELECT {STATE_COLUMNS} FROM site_states WHERE site_id = ?",  # noqa: S608
+                (site_id,),
+            ).fetchone()
+            changed = row is None or state_from_row(row).tracked() != state.tracked()
+            conn.execute(
+                f"INSERT INTO site_states (site_id, first_seen, last_seen, changed_at,"  # noqa: S608 - column names are constants
+                f" {STATE_COLUMNS}) VALUES (?, ?, ?, ?, {_STATE_MARKS})"
+                " ON CONFLICT (site_id) DO UPDATE SET last_seen = excluded.last_seen,"
+                " changed_at = CASE WHEN ? THEN excluded.changed_at ELSE changed_at END,"
+                f" {_STATE_UPDATES}",
+                (site_id, seen_at, seen_at, seen_at, *values, int(changed)),
+            )
+            if changed:
+                conn.execute(
+                    f"INSERT INTO site_state_history (site_id, changed_at, {STATE_COLUMNS})"  # noqa: S608 - column names are constants
+                    f" VALUES (?, ?, {_STATE_MARKS})",
+                    (site_id, seen_at, *values),
+                )
+        return changed
+
+    def site_states(self) -> list[SiteState]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT site_id, first_seen, last_seen, changed_at, {STATE_COLUMNS}"  # noqa: S608 - column names are constants
+                " FROM site_states ORDER BY site_id"
+            ).fetchall()
+        return [
+            SiteState(site, state_from_row(rest), first, last, changed)
+            for site, first, last, changed, *rest in rows
+        ]
+
+    def state_history(self, site_id: str | None = None) -> list[StateChange]:
+        query = f"SELECT site_id, changed_at, {STATE_COLUMNS} FROM site_state_history"  # noqa: S608 - column names are constants
+        params: tuple[str, ...] = ()
+        if site_id is not None:
+            query += " WHERE site_id = ?"
+            params = (site_id,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY changed_at, id", params).fetchall()
+        return [StateChange(site, at, state_from_row(rest)) for site, at, *rest in rows]
+
+    def schema_version(self) -> int:
+        with self._connect() as conn:
+            return sqlite_version(conn)
+
+    def close(self) -> None:
+        """Nothing held open: a connection per call."""
+
+
+PERIOD_TABLES_SQL = (
+    "SELECT b.period, c.codes, SUM(c.noisy_total), SUM(c.noisy_fraud), COUNT(*)"
+    " FROM cells AS c JOIN batches AS b ON b.site_id = c.site_id AND b.batch_id = c.batch_id"
+    " WHERE b.schema_hash = %s GROUP BY b.period, c.codes"
+)
+
+
+def period_tables_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, dict[Cell, CellSum]]:
+    tables: dict[str, dict[Cell, CellSum]] = {}
+    for period, codes, total, fraud, n in rows:
+        cell = CellSum(int(total), int(fraud), int(n))
+        tables.setdefault(str(period), {})[decode_codes(str(codes))] = cell
+    return {p: dict(sorted(t.items())) for p, t in sorted(tables.items())}
+
+
+# The columns of GatewayState, in field order, shared by both backends' SQL.
+STATE_FIELDS = (
+    "model_version",
+    "predictor",
+    "stand_in",
+    "last_update_result",
+    "last_update_at",
+    "pending_batches",
+    "epsilon_spent",
+    "epsilon_budget",
+    "software_version",
+)
+STATE_COLUMNS = ", ".join(STATE_FIELDS)
+_STATE_MARKS = ", ".join("?" for _ in STATE_FIELDS)
+_STATE_UPDATES = ", ".join(f"{f} = excluded.{f}" for f in STATE_FIELDS)
+
+
+def state_values(state: GatewayState) -> tuple[object, ...]:
+    return tuple(getattr(state, f) for f in STATE_FIELDS)
+
+
+def state_from_row(row: Sequence[object]) -> GatewayState:
+    (model, predictor, stand_in, result, update_at, pending, spent, budget, software) = row
+    return GatewayState(
+        model_version=str(model),
+        predictor=str(predictor),
+        stand_in=bool(stand_in),
+        last_update_result=str(result),
+        last_update_at=float(update_at),  # type: ignore[arg-type]
+        pending_batches=int(pending),  # type: ignore[call-overload]
+        epsilon_spent=float(spent),  # type: ignore[arg-type]
+        epsilon_budget=float(budget),  # type: ignore[arg-type]
+        software_version=str(software),
+    )

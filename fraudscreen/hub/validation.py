@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.hub.errors import UnknownSchemaError
+from fraudscreen.hub.fleet import GatewayState
 from fraudscreen.hub.schemas import SchemaRegistry
 from fraudscreen.hub.storage import ReleaseKind, StoredBatch, StoredCell
 from fraudscreen.hub.tokens import NAME
@@ -276,3 +277,42 @@ def release_from_request(
             sites.append(site)
     bad.raise_if_any()
     return release.model_version, files, (sites or None)
+
+
+_LABEL = re.compile(r"[A-Za-z0-9._:+ -]{0,64}")
+_UPDATE_RESULTS = frozenset({"", "swapped", "refused", "failed", "rolled_back"})
+MAX_PENDING_BATCHES = 100_000
+
+
+def gateway_state_from_request(state: pb.GatewayState, root: str = "state") -> GatewayState:
+    """A gateway's self-report -> GatewayState; every bad field named (`state.predictor`).
+    Short labels and bounded numbers only: the fleet view must not become a side channel."""
+    bad = _Violations(root)
+    if state.model_version and not _VERSION.fullmatch(state.model_version):
+        bad.add(f"{root}.model_version", "must be a model version (A-Z a-z 0-9 . _ : + -)")
+    for name in ("predictor", "software_version"):
+        if not _LABEL.fullmatch(getattr(state, name)):
+            bad.add(f"{root}.{name}", "must be at most 64 of A-Z a-z 0-9 . _ : + - and space")
+    if state.last_update_result not in _UPDATE_RESULTS:
+        bad.add(
+            f"{root}.last_update_result",
+            f"must be one of {', '.join(repr(r) for r in sorted(_UPDATE_RESULTS))}",
+        )
+    for name in ("last_update_at", "epsilon_spent", "epsilon_budget"):
+        value = getattr(state, name)
+        if not math.isfinite(value) or value < 0:
+            bad.add(f"{root}.{name}", "must be a finite number >= 0")
+    if not 0 <= state.pending_batches <= MAX_PENDING_BATCHES:
+        bad.add(f"{root}.pending_batches", f"must be in [0, {MAX_PENDING_BATCHES}]")
+    bad.raise_if_any()
+    return GatewayState(
+        model_version=state.model_version,
+        predictor=state.predictor,
+        stand_in=state.stand_in,
+        last_update_result=state.last_update_result,
+        last_update_at=state.last_update_at,
+        pending_batches=state.pending_batches,
+        epsilon_spent=state.epsilon_spent,
+        epsilon_budget=state.epsilon_budget,
+        software_version=state.software_version,
+    )

@@ -24,35 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66raudscreen/v1/sync.proto\x12\x0e\x66raudscreen.v1\"H\n\rAggregateCell\x12\r\n\x05\x63odes\x18\x01 \x03(\x11\x12\x13\n\x0bnoisy_total\x18\x02 \x01(\x03\x12\x13\n\x0bnoisy_fraud\x18\x03 \x01(\x03\"\xf9\x01\n\x0e\x41ggregateBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x13\n\x0bperiod_days\x18\x04 \x01(\x05\x12\x13\n\x0bschema_hash\x18\x05 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x06 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x01\x12\x11\n\tmechanism\x18\x08 \x01(\t\x12,\n\x05\x63\x65lls\x18\t \x03(\x0b\x32\x1d.fraudscreen.v1.AggregateCell\x12)\n\x04kind\x18\n \x01(\x0e\x32\x1b.fraudscreen.v1.ReleaseKind\"A\n\x10PushBatchRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1e.fraudscreen.v1.AggregateBatch\"6\n\x11PushBatchResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\",\n\x0bReleaseFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"g\n\x0cModelRelease\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12*\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1b.fraudscreen.v1.ReleaseFile\x12\x14\n\x0cpublished_at\x18\x03 \x01(\t\".\n\x13\x46\x65tchReleaseRequest\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\"X\n\x14\x46\x65tchReleaseResponse\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12-\n\x07release\x18\x02 \x01(\x0b\x32\x1c.fraudscreen.v1.ModelRelease\"U\n\x15PublishReleaseRequest\x12-\n\x07release\x18\x01 \x01(\x0b\x32\x1c.fraudscreen.v1.ModelRelease\x12\r\n\x05sites\x18\x02 \x03(\t\">\n\x16PublishReleaseResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05sites\x18\x02 \x01(\x05*f\n\x0bReleaseKind\x12\x1c\n\x18RELEASE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELEASE_KIND_THRESHOLD\x10\x01\x12\x1d\n\x19RELEASE_KIND_KNOWN_DOMAIN\x10\x02\x32\x94\x02\n\x04Sync\x12P\n\tPushBatch\x12 .fraudscreen.v1.PushBatchRequest\x1a!.fraudscreen.v1.PushBatchResponse\x12Y\n\x0c\x46\x65tchRelease\x12#.fraudscreen.v1.FetchReleaseRequest\x1a$.fraudscreen.v1.FetchReleaseResponse\x12_\n\x0ePublishRelease\x12%.fraudscreen.v1.PublishReleaseRequest\x1a&.fraudscreen.v1.PublishReleaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66raudscreen/v1/sync.proto\x12\x0e\x66raudscreen.v1\"\xe0\x01\n\x0cGatewayState\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x11\n\tpredictor\x18\x02 \x01(\t\x12\x10\n\x08stand_in\x18\x03 \x01(\x08\x12\x1a\n\x12last_update_result\x18\x04 \x01(\t\x12\x16\n\x0elast_update_at\x18\x05 \x01(\x01\x12\x17\n\x0fpending_batches\x18\x06 \x01(\x05\x12\x15\n\repsilon_spent\x18\x07 \x01(\x01\x12\x16\n\x0e\x65psilon_budget\x18\x08 \x01(\x01\x12\x18\n\x10software_version\x18\t \x01(\t\"A\n\x12ReportStateRequest\x12+\n\x05state\x18\x01 \x01(\x0b\x32\x1c.fraudscreen.v1.GatewayState\"\x15\n\x13ReportStateResponse\"H\n\rAggregateCell\x12\r\n\x05\x63odes\x18\x01 \x03(\x11\x12\x13\n\x0bnoisy_total\x18\x02 \x01(\x03\x12\x13\n\x0bnoisy_fraud\x18\x03 \x01(\x03\"\xf9\x01\n\x0e\x41ggregateBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x0e\n\x06period\x18\x03 \x01(\t\x12\x13\n\x0bperiod_days\x18\x04 \x01(\x05\x12\x13\n\x0bschema_hash\x18\x05 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x06 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x01\x12\x11\n\tmechanism\x18\x08 \x01(\t\x12,\n\x05\x63\x65lls\x18\t \x03(\x0b\x32\x1d.fraudscreen.v1.AggregateCell\x12)\n\x04kind\x18\n \x01(\x0e\x32\x1b.fraudscreen.v1.ReleaseKind\"n\n\x10PushBatchRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1e.fraudscreen.v1.AggregateBatch\x12+\n\x05state\x18\x02 \x01(\x0b\x32\x1c.fraudscreen.v1.GatewayState\"6\n\x11PushBatchResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\",\n\x0bReleaseFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"g\n\x0cModelRelease\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12*\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1b.fraudscreen.v1.ReleaseFile\x12\x14\n\x0cpublished_at\x18\x03 \x01(\t\"[\n\x13\x46\x65tchReleaseRequest\x12\x17\n\x0f\x63urrent_version\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0b\x32\x1c.fraudscreen.v1.GatewayState\"X\n\x14\x46\x65tchReleaseResponse\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12-\n\x07release\x18\x02 \x01(\x0b\x32\x1c.fraudscreen.v1.ModelRelease\"U\n\x15PublishReleaseRequest\x12-\n\x07release\x18\x01 \x01(\x0b\x32\x1c.fraudscreen.v1.ModelRelease\x12\r\n\x05sites\x18\x02 \x03(\t\">\n\x16PublishReleaseResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05sites\x18\x02 \x01(\x05*f\n\x0bReleaseKind\x12\x1c\n\x18RELEASE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELEASE_KIND_THRESHOLD\x10\x01\x12\x1d\n\x19RELEASE_KIND_KNOWN_DOMAIN\x10\x02\x32\xec\x02\n\x04Sync\x12P\n\tPushBatch\x12 .fraudscreen.v1.PushBatchRequest\x1a!.fraudscreen.v1.PushBatchResponse\x12Y\n\x0c\x46\x65tchRelease\x12#.fraudscreen.v1.FetchReleaseRequest\x1a$.fraudscreen.v1.FetchReleaseResponse\x12_\n\x0ePublishRelease\x12%.fraudscreen.v1.PublishReleaseRequest\x1a&.fraudscreen.v1.PublishReleaseResponse\x12V\n\x0bReportState\x12\".fraudscreen.v1.ReportStateRequest\x1a#.fraudscreen.v1.ReportStateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fraudscreen.v1.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELEASEKIND']._serialized_start=934
-  _globals['_RELEASEKIND']._serialized_end=1036
-  _globals['_AGGREGATECELL']._serialized_start=45
-  _globals['_AGGREGATECELL']._serialized_end=117
-  _globals['_AGGREGATEBATCH']._serialized_start=120
-  _globals['_AGGREGATEBATCH']._serialized_end=369
-  _globals['_PUSHBATCHREQUEST']._serialized_start=371
-  _globals['_PUSHBATCHREQUEST']._serialized_end=436
-  _globals['_PUSHBATCHRESPONSE']._serialized_start=438
-  _globals['_PUSHBATCHRESPONSE']._serialized_end=492
-  _globals['_RELEASEFILE']._serialized_start=494
-  _globals['_RELEASEFILE']._serialized_end=538
-  _globals['_MODELRELEASE']._serialized_start=540
-  _globals['_MODELRELEASE']._serialized_end=643
-  _globals['_FETCHRELEASEREQUEST']._serialized_start=645
-  _globals['_FETCHRELEASEREQUEST']._serialized_end=691
-  _globals['_FETCHRELEASERESPONSE']._serialized_start=693
-  _globals['_FETCHRELEASERESPONSE']._serialized_end=781
-  _globals['_PUBLISHRELEASEREQUEST']._serialized_start=783
-  _globals['_PUBLISHRELEASEREQUEST']._serialized_end=868
-  _globals['_PUBLISHRELEASERESPONSE']._serialized_start=870
-  _globals['_PUBLISHRELEASERESPONSE']._serialized_end=932
-  _globals['_SYNC']._serialized_start=1039
-  _globals['_SYNC']._serialized_end=1315
+  _globals['_RELEASEKIND']._serialized_start=1341
+  _globals['_RELEASEKIND']._serialized_end=1443
+  _globals['_GATEWAYSTATE']._serialized_start=46
+  _globals['_GATEWAYSTATE']._serialized_end=270
+  _globals['_REPORTSTATEREQUEST']._serialized_start=272
+  _globals['_REPORTSTATEREQUEST']._serialized_end=337
+  _globals['_REPORTSTATERESPONSE']._serialized_start=339
+  _globals['_REPORTSTATERESPONSE']._serialized_end=360
+  _globals['_AGGREGATECELL']._serialized_start=362
+  _globals['_AGGREGATECELL']._serialized_end=434
+  _globals['_AGGREGATEBATCH']._serialized_start=437
+  _globals['_AGGREGATEBATCH']._serialized_end=686
+  _globals['_PUSHBATCHREQUEST']._serialized_start=688
+  _globals['_PUSHBATCHREQUEST']._serialized_end=798
+  _globals['_PUSHBATCHRESPONSE']._serialized_start=800
+  _globals['_PUSHBATCHRESPONSE']._serialized_end=854
+  _globals['_RELEASEFILE']._serialized_start=856
+  _globals['_RELEASEFILE']._serialized_end=900
+  _globals['_MODELRELEASE']._serialized_start=902
+  _globals['_MODELRELEASE']._serialized_end=1005
+  _globals['_FETCHRELEASEREQUEST']._serialized_start=1007
+  _globals['_FETCHRELEASEREQUEST']._serialized_end=1098
+  _globals['_FETCHRELEASERESPONSE']._serialized_start=1100
+  _globals['_FETCHRELEASERESPONSE']._serialized_end=1188
+  _globals['_PUBLISHRELEASEREQUEST']._serialized_start=1190
+  _globals['_PUBLISHRELEASEREQUEST']._serialized_end=1275
+  _globals['_PUBLISHRELEASERESPONSE']._serialized_start=1277
+  _globals['_PUBLISHRELEASERESPONSE']._serialized_end=1339
+  _globals['_SYNC']._serialized_start=1446
+  _globals['_SYNC']._serialized_end=1810
 # @@protoc_insertion_point(module_scope)

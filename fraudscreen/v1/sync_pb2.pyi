@@ -51,6 +51,95 @@ zero or negative (noise around empty cells); pure epsilon-DP, delta 0.
 Global___ReleaseKind: _TypeAlias = ReleaseKind  # noqa: Y015
 
 @_typing.final
+class GatewayState(_message.Message):
+    """What a gateway says about itself on each sync call. Public or DP-protected facts only:
+    nothing about a transaction, card, terminal or amount.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    PREDICTOR_FIELD_NUMBER: _builtins.int
+    STAND_IN_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_RESULT_FIELD_NUMBER: _builtins.int
+    LAST_UPDATE_AT_FIELD_NUMBER: _builtins.int
+    PENDING_BATCHES_FIELD_NUMBER: _builtins.int
+    EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    EPSILON_BUDGET_FIELD_NUMBER: _builtins.int
+    SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    predictor: _builtins.str
+    """How the model runs: "native" (direct C call), "ctypes", "" if none is loaded."""
+    stand_in: _builtins.bool
+    """True while the gateway decides with its stand-in policy (no usable model)."""
+    last_update_result: _builtins.str
+    """The last model update: "swapped", "refused", "failed", "rolled_back"; "" if none yet."""
+    last_update_at: _builtins.float
+    """When that was, unix seconds; 0 if never."""
+    pending_batches: _builtins.int
+    """Batches in the outbox not yet acknowledged by the hub."""
+    epsilon_spent: _builtins.float
+    """Privacy budget spent so far and the site's total budget."""
+    epsilon_budget: _builtins.float
+    software_version: _builtins.str
+    """The gateway's fraudscreen version."""
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+        predictor: _builtins.str = ...,
+        stand_in: _builtins.bool = ...,
+        last_update_result: _builtins.str = ...,
+        last_update_at: _builtins.float = ...,
+        pending_batches: _builtins.int = ...,
+        epsilon_spent: _builtins.float = ...,
+        epsilon_budget: _builtins.float = ...,
+        software_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_budget", b"epsilon_budget", "epsilon_spent", b"epsilon_spent", "last_update_at", b"last_update_at", "last_update_result", b"last_update_result", "model_version", b"model_version", "pending_batches", b"pending_batches", "predictor", b"predictor", "software_version", b"software_version", "stand_in", b"stand_in"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GatewayState: _TypeAlias = GatewayState  # noqa: Y015
+
+@_typing.final
+class ReportStateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def state(self) -> Global___GatewayState: ...
+    def __init__(
+        self,
+        *,
+        state: Global___GatewayState | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportStateRequest: _TypeAlias = ReportStateRequest  # noqa: Y015
+
+@_typing.final
+class ReportStateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportStateResponse: _TypeAlias = ReportStateResponse  # noqa: Y015
+
+@_typing.final
 class AggregateCell(_message.Message):
     """One cell of binned feature codes with its noisy counts. noisy_fraud is unthresholded
     discrete Laplace noise around the true count and may be negative: sum, then clamp.
@@ -136,16 +225,20 @@ class PushBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def batch(self) -> Global___AggregateBatch: ...
+    @_builtins.property
+    def state(self) -> Global___GatewayState: ...
     def __init__(
         self,
         *,
         batch: Global___AggregateBatch | None = ...,
+        state: Global___GatewayState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -228,16 +321,20 @@ class FetchReleaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CURRENT_VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     current_version: _builtins.str
     """The version the gateway runs now; the hub answers available=false if it is current."""
+    @_builtins.property
+    def state(self) -> Global___GatewayState: ...
     def __init__(
         self,
         *,
         current_version: _builtins.str = ...,
+        state: Global___GatewayState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_version", b"current_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_version", b"current_version", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,11 @@ class SyncStub:
                 request_serializer=fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseRequest.SerializeToString,
                 response_deserializer=fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseResponse.FromString,
                 _registered_method=True)
+        self.ReportState = channel.unary_unary(
+                '/fraudscreen.v1.Sync/ReportState',
+                request_serializer=fraudscreen_dot_v1_dot_sync__pb2.ReportStateRequest.SerializeToString,
+                response_deserializer=fraudscreen_dot_v1_dot_sync__pb2.ReportStateResponse.FromString,
+                _registered_method=True)
 
 
 class SyncServicer:
@@ -76,6 +81,14 @@ class SyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportState(self, request, context):
+        """The gateway's state alone, for a sync round with nothing to push (PushBatch and
+        FetchRelease carry it too): the hub's fleet view sees every gateway once per round.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_SyncServicer_to_server(servicer, server):
                     servicer.PublishRelease,
                     request_deserializer=fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseRequest.FromString,
                     response_serializer=fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseResponse.SerializeToString,
+            ),
+            'ReportState': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportState,
+                    request_deserializer=fraudscreen_dot_v1_dot_sync__pb2.ReportStateRequest.FromString,
+                    response_serializer=fraudscreen_dot_v1_dot_sync__pb2.ReportStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class Sync:
             '/fraudscreen.v1.Sync/PublishRelease',
             fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseRequest.SerializeToString,
             fraudscreen_dot_v1_dot_sync__pb2.PublishReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fraudscreen.v1.Sync/ReportState',
+            fraudscreen_dot_v1_dot_sync__pb2.ReportStateRequest.SerializeToString,
+            fraudscreen_dot_v1_dot_sync__pb2.ReportStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

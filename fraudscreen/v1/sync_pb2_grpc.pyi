@@ -42,6 +42,10 @@ class SyncStub:
     """The release this site should run, if it differs from the one it has."""
     PublishRelease: _grpc.UnaryUnaryMultiCallable[_sync_pb2.PublishReleaseRequest, _sync_pb2.PublishReleaseResponse]
     """Analysts only (publisher token): store a signed release, optionally for some sites."""
+    ReportState: _grpc.UnaryUnaryMultiCallable[_sync_pb2.ReportStateRequest, _sync_pb2.ReportStateResponse]
+    """The gateway's state alone, for a sync round with nothing to push (PushBatch and
+    FetchRelease carry it too): the hub's fleet view sees every gateway once per round.
+    """
 
 @_typing.type_check_only
 class SyncAsyncStub(SyncStub):
@@ -54,6 +58,10 @@ class SyncAsyncStub(SyncStub):
     """The release this site should run, if it differs from the one it has."""
     PublishRelease: _aio.UnaryUnaryMultiCallable[_sync_pb2.PublishReleaseRequest, _sync_pb2.PublishReleaseResponse]  # type: ignore[assignment]
     """Analysts only (publisher token): store a signed release, optionally for some sites."""
+    ReportState: _aio.UnaryUnaryMultiCallable[_sync_pb2.ReportStateRequest, _sync_pb2.ReportStateResponse]  # type: ignore[assignment]
+    """The gateway's state alone, for a sync round with nothing to push (PushBatch and
+    FetchRelease carry it too): the hub's fleet view sees every gateway once per round.
+    """
 
 class SyncServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +89,15 @@ class SyncServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sync_pb2.PublishReleaseResponse, _abc.Awaitable[_sync_pb2.PublishReleaseResponse]]:
         """Analysts only (publisher token): store a signed release, optionally for some sites."""
+
+    @_abc_1.abstractmethod
+    def ReportState(
+        self,
+        request: _sync_pb2.ReportStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sync_pb2.ReportStateResponse, _abc.Awaitable[_sync_pb2.ReportStateResponse]]:
+        """The gateway's state alone, for a sync round with nothing to push (PushBatch and
+        FetchRelease carry it too): the hub's fleet view sees every gateway once per round.
+        """
 
 def add_SyncServicer_to_server(servicer: SyncServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
