@@ -175,7 +175,12 @@ def _train_from_hub(args: argparse.Namespace) -> int:
         history=args.history,
     )
     manifest = result.manifest
-    print(f"bundle {manifest.model_version} (reads bin codes) written to {args.out}")
+    reads = (
+        f"a correction of {manifest.base['model_version']}"
+        if manifest.base is not None
+        else "reads bin codes"
+    )
+    print(f"bundle {manifest.model_version} ({reads}) written to {args.out}")
     print(
         f"held-out share: AUC {result.holdout.auc():.3f}, AP "
         f"{result.holdout.average_precision():.3f}"
