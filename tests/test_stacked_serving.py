@@ -24,7 +24,13 @@ from fraudscreen.model.stacked import StackedPredictor, score_feature_rows
 from fraudscreen.policy import Policy, PolicyRules
 from fraudscreen.score_bands import with_scores
 from fraudscreen.screening import ActiveModel
-from tests.service_support import gateway_config, running_gateway, screen_request, stub_for
+from tests.service_support import (
+    gateway_config,
+    run_cli,
+    running_gateway,
+    screen_request,
+    stub_for,
+)
 
 
 def write_export(path: Path, base: Bundle, frame: pd.DataFrame) -> Path:
@@ -119,6 +125,11 @@ def test_both_models_compile_natively_with_parity(correction_path: Path) -> None
     assert bundle.base is not None
     assert compile_bundle(bundle.base).max_abs_diff <= 1e-6
     assert compile_bundle(bundle.correction).max_abs_diff <= 1e-6
+    done = run_cli("compile", str(correction_path))  # the operator's verb compiles both
+    assert done.returncode == 0, done.stderr
+    assert f"base {bundle.base.model_version}: " in done.stdout
+    assert f"correction {bundle.model_version}: " in done.stdout
+    assert done.stdout.count("parity max |diff|") == 2
 
 
 def test_online_scores_equal_the_batch_path(
