@@ -175,7 +175,12 @@ def _train_from_hub(args: argparse.Namespace) -> int:
         history=args.history,
     )
     manifest = result.manifest
-    print(f"bundle {manifest.model_version} (reads bin codes) written to {args.out}")
+    reads = (
+        f"a correction of {manifest.base['model_version']}"
+        if manifest.base is not None
+        else "reads bin codes"
+    )
+    print(f"bundle {manifest.model_version} ({reads}) written to {args.out}")
     print(
         f"held-out share: AUC {result.holdout.auc():.3f}, AP "
         f"{result.holdout.average_precision():.3f}"
@@ -294,16 +299,27 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     options = CompileOptions(compiler=args.compiler, cache_dir=args.cache_dir)
-    reference = LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
-    compiled = compile_bundle(bundle, options, reference)
-    explainer = load_explainer(bundle, options, reference)
-    print(f"reason codes: {explainer.kind} explainer")
-    source = "cache" if compiled.from_cache else "fresh build"
-    print(
-        f"{bundle.model_version}: {compiled.library} ({source}, {compiled.seconds:.1f} s); "
-        f"parity max |diff| = {compiled.max_abs_diff:.2e} on {len(bundle.golden.rows)} "
-        "golden rows"
+    # a stacked bundle serves two models: the base (also the explainer) and the correction
+    parts = (
+        [("", bundle)]
+        if bundle.base is None
+        else [
+            ("base ", bundle.base),
+            ("correction ", bundle.correction),
+        ]
     )
+    for label, part in parts:
+        reference = LightGBMPredictor(part.model_text, len(part.manifest.features))
+        compiled = compile_bundle(part, options, reference)
+        if part is parts[0][1]:
+            explainer = load_explainer(part, options, reference)
+            print(f"reason codes: {explainer.kind} explainer")
+        source = "cache" if compiled.from_cache else "fresh build"
+        print(
+            f"{label}{part.model_version}: {compiled.library} ({source}, "
+            f"{compiled.seconds:.1f} s); parity max |diff| = {compiled.max_abs_diff:.2e} on "
+            f"{len(part.golden.rows)} golden rows"
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
 from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
+from fraudscreen.model.stacked import StackedPredictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
 from fraudscreen.records import OutcomeRecord, ScreenedRecord, ScreeningJournal
 from fraudscreen.transaction import Outcome, Transaction
@@ -61,6 +62,8 @@ class ActiveModel:
     ) -> ActiveModel:
         """`native=False` scores with LightGBM itself (the benchmark baseline);
         `require_native` raises CompileError rather than fall back to LightGBM."""
+        if bundle.base is not None:
+            return cls._stacked(bundle, policy, options, native, require_native)
         input_schema = bundle.input_schema
         # One LightGBM load serves the parity check, the explainer check and any fallback.
         reference = LightGBMPredictor(bundle.model_text, len(bundle.manifest.features))
@@ -73,6 +76,38 @@ class ActiveModel:
             else reference,
             explainer=load_explainer(bundle, options, reference),
             thresholds=policy.thresholds(bundle.manifest.thresholds),
+        )
+
+    @classmethod
+    def _stacked(
+        cls,
+        bundle: Bundle,
+        policy: Policy,
+        options: CompileOptions | None,
+        native: bool,
+        require_native: bool,
+    ) -> ActiveModel:
+        """A hub correction of a deployed model: both models compiled (each with its own
+        parity check on its golden rows), scored in sequence by `StackedPredictor`. Reason
+        codes come from the base model's explainer: the correction sees only bands and
+        coarse bins, the base model's contributions say which features drove the score."""
+        base, correction, schema = bundle.base, bundle.correction, bundle.bin_schema
+        assert base is not None and schema is not None  # load_bundle checked both
+        base_ref = LightGBMPredictor(base.model_text, len(base.manifest.features))
+        correction_ref = LightGBMPredictor(correction.model_text, len(schema.features))
+        fallback = not require_native
+        return cls(
+            version=bundle.model_version,
+            predictor=StackedPredictor(
+                load_predictor(base, options, base_ref, fallback=fallback) if native else base_ref,
+                load_predictor(correction, options, correction_ref, fallback=fallback)
+                if native
+                else correction_ref,
+                schema,
+            ),
+            explainer=load_explainer(base, options, base_ref),
+            thresholds=policy.thresholds(bundle.manifest.thresholds),
+            bin_schema=schema,
         )
 
     def score(self, row: Sequence[float]) -> tuple[float, Sequence[float]]:

@@ -68,7 +68,7 @@ def test_a_bundle_refuses_bands_of_another_model(
         load_bundle(copy)
 
 
-def test_train_from_hub_refuses_score_band_tables_it_cannot_serve(tmp_path: Path) -> None:
+def test_train_from_hub_needs_the_banded_model_for_score_band_tables(tmp_path: Path) -> None:
     schema = score_band_schema((0.1, 0.5), model_version="model-a")
     names = [schema.features[i] for i in schema.binned]
     frame = pd.DataFrame(
@@ -77,5 +77,5 @@ def test_train_from_hub_refuses_score_band_tables_it_cannot_serve(tmp_path: Path
     export = tmp_path / "export.csv"
     frame.to_csv(export, index=False)
     export.with_suffix(".schema.json").write_text(json.dumps({"bin_schema": schema.to_json()}))
-    with pytest.raises(ValueError, match=r"score-band tables .* cannot serve yet"):
+    with pytest.raises(ValueError, match=r"score-band tables of model-a: give that model's"):
         retrain_from_export(export, tmp_path / "out")

@@ -10,6 +10,15 @@
                    every file
     manifest.sig   Ed25519 signature of manifest.json (signed releases only)
 
+A *stacked* bundle (model_input "stacked", trained at the hub from score-band tables) is a
+correction of one deployed model: model.txt/golden.json are the correction (it reads the
+codes of the score-band schema: features + the deployed score), and the bundle ships the
+deployed model too, as base.model.txt/base.golden.json, hashed and signed with the rest;
+the manifest's "base" names its version and model sha256. Shipping it (rather than only
+referencing it) keeps a release self-contained: a gateway that no longer holds that
+version can still serve the correction, and the compile cache (keyed by the model's
+sha256) makes the base compile a cache hit where it was served before.
+
 Loading re-hashes every file and refuses anything that does not match the code that will
 feed it: a different feature list, or a model LightGBM would read differently from
 Treelite (`zero_as_missing`).
@@ -22,7 +31,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,9 @@ SIGNATURE_FILE = "manifest.sig"
 
 MODEL_INPUT_RAW = "raw"  # the model reads the feature values
 MODEL_INPUT_BIN_CODES = "bin_codes"  # trained from aggregates: reads the bin schema's codes
+MODEL_INPUT_STACKED = "stacked"  # a correction (bin codes) of the base model it ships
+BASE_MODEL_FILE = "base.model.txt"
+BASE_GOLDEN_FILE = "base.golden.json"
 
 _MISSING_TYPE_ZERO = 1  # LightGBM decision_type bits 2-3: 0 none, 1 zero, 2 NaN
 
@@ -98,9 +110,10 @@ class Manifest:
     model_input: str = MODEL_INPUT_RAW
     format_version: int = BUNDLE_FORMAT_VERSION
     feature_schema_version: int = FEATURE_SCHEMA_VERSION
+    base: dict[str, Any] | None = None  # stacked: the deployed model this corrects
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format_version": self.format_version,
             "model_version": self.model_version,
             "feature_schema_version": self.feature_schema_version,
@@ -113,6 +126,9 @@ class Manifest:
             "created_at": self.created_at,
             "files": dict(sorted(self.files.items())),
         }
+        if self.base is not None:  # only then: older manifests keep their exact bytes
+            data["base"] = self.base
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Manifest:
@@ -131,6 +147,7 @@ class Manifest:
                 model_input=str(data.get("model_input", MODEL_INPUT_RAW)),
                 created_at=str(data.get("created_at", "")),
                 files={str(k): str(v) for k, v in data["files"].items()},
+                base=dict(data["base"]) if data.get("base") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(
@@ -151,6 +168,7 @@ class Bundle:
     model_text: str
     golden: GoldenRows
     bin_schema: BinSchema | None = None
+    base: Bundle | None = None  # stacked: the deployed model, as a bundle of its own
 
     @property
     def branches_path(self) -> Path | None:
@@ -160,6 +178,24 @@ class Bundle:
     @property
     def reads_bin_codes(self) -> bool:
         return self.manifest.model_input == MODEL_INPUT_BIN_CODES
+
+    @property
+    def is_stacked(self) -> bool:
+        return self.manifest.model_input == MODEL_INPUT_STACKED
+
+    @property
+    def correction(self) -> Bundle:
+        """A stacked bundle's correction model as a code-reading bundle of its own (what
+        compiling and parity checks take: its width is the score-band schema's)."""
+        if self.bin_schema is None or not self.is_stacked:
+            raise BundleError(f"{self.path} is not a stacked bundle")
+        manifest = replace(
+            self.manifest,
+            features=self.bin_schema.features,
+            model_input=MODEL_INPUT_BIN_CODES,
+            base=None,
+        )
+        return replace(self, manifest=manifest, base=None)
 
     @property
     def input_schema(self) -> BinSchema | None:
@@ -214,19 +250,69 @@ def load_bundle(path: Path, *, expected_features: Sequence[str] | None = None) -
             f"{path}: the model was trained on features {_diff(manifest.features, expected)}; "
             "retrain it with this version of fraudscreen"
         )
-    model_text = (path / MODEL_FILE).read_text()
-    check_model_text(model_text, len(expected), where=str(path / MODEL_FILE))
-    golden = GoldenRows.from_json(json.loads((path / GOLDEN_FILE).read_text()))
-    if any(len(row) != len(expected) for row in golden.rows):
-        raise BundleError(f"{path}: golden rows do not have {len(expected)} values each")
+    stacked = manifest.model_input == MODEL_INPUT_STACKED
+    width = len(expected) + (1 if stacked else 0)  # a correction also reads the base score
+    model_text, golden = _model_and_golden(path, MODEL_FILE, GOLDEN_FILE, width)
     schema = _bin_schema(path, manifest, expected)
+    base = _base_bundle(path, manifest, expected, schema) if stacked else None
     return Bundle(
-        path=path, manifest=manifest, model_text=model_text, golden=golden, bin_schema=schema
+        path=path,
+        manifest=manifest,
+        model_text=model_text,
+        golden=golden,
+        bin_schema=schema,
+        base=base,
+    )
+
+
+def _model_and_golden(
+    path: Path, model_file: str, golden_file: str, width: int
+) -> tuple[str, GoldenRows]:
+    model_text = (path / model_file).read_text()
+    check_model_text(model_text, width, where=str(path / model_file))
+    golden = GoldenRows.from_json(json.loads((path / golden_file).read_text()))
+    if any(len(row) != width for row in golden.rows):
+        raise BundleError(f"{path}: {golden_file} rows do not have {width} values each")
+    return model_text, golden
+
+
+def _base_bundle(
+    path: Path, manifest: Manifest, features: Sequence[str], schema: BinSchema | None
+) -> Bundle:
+    """The deployed model a stacked bundle corrects, as a raw-feature bundle of its own."""
+    base = manifest.base or {}
+    version = base.get("model_version")
+    missing = [n for n in (BASE_MODEL_FILE, BASE_GOLDEN_FILE) if n not in manifest.files]
+    if not isinstance(version, str) or missing:
+        raise BundleError(
+            f"{path}: a stacked bundle needs base.model_version and {BASE_MODEL_FILE}, "
+            f"{BASE_GOLDEN_FILE} in its files; rebuild it with `fraudscreen train --from-hub`"
+        )
+    if base.get("model_sha256") != manifest.files[BASE_MODEL_FILE]:
+        raise BundleError(f"{path}: base.model_sha256 does not match {BASE_MODEL_FILE}")
+    if schema is None or not reads_score(schema) or schema.model_version != version:
+        raise BundleError(
+            f"{path}: a stacked bundle needs the score-band schema of its base model {version}"
+        )
+    model_text, golden = _model_and_golden(path, BASE_MODEL_FILE, BASE_GOLDEN_FILE, len(features))
+    base_manifest = Manifest(
+        model_version=version,
+        features=tuple(features),
+        thresholds=manifest.thresholds,
+        files={
+            MODEL_FILE: manifest.files[BASE_MODEL_FILE],
+            GOLDEN_FILE: manifest.files[BASE_GOLDEN_FILE],
+        },
+        bin_schema=manifest.bin_schema,
+        created_at=manifest.created_at,
+    )
+    return Bundle(
+        path=path, manifest=base_manifest, model_text=model_text, golden=golden, bin_schema=schema
     )
 
 
 def _bin_schema(path: Path, manifest: Manifest, features: Sequence[str]) -> BinSchema | None:
-    if manifest.model_input not in (MODEL_INPUT_RAW, MODEL_INPUT_BIN_CODES):
+    if manifest.model_input not in (MODEL_INPUT_RAW, MODEL_INPUT_BIN_CODES, MODEL_INPUT_STACKED):
         raise BundleError(f"{path}: unknown model_input {manifest.model_input!r}")
     if manifest.bin_schema is None:
         if manifest.model_input == MODEL_INPUT_BIN_CODES:
@@ -242,6 +328,8 @@ def _bin_schema(path: Path, manifest: Manifest, features: Sequence[str]) -> BinS
         raise BundleError(f"{path}: bin schema lists other features than the model")
     if reads_score(schema) and manifest.model_input == MODEL_INPUT_BIN_CODES:
         raise BundleError(f"{path}: a model that reads bin codes cannot bin its own score")
+    if manifest.model_input == MODEL_INPUT_STACKED:
+        return schema  # it bands the base model's scores: checked by _base_bundle
     if schema.model_version is not None and schema.model_version != manifest.model_version:
         raise BundleError(
             f"{path}: bin schema bands the scores of {schema.model_version}, not of this "
@@ -290,6 +378,8 @@ def write_bundle(
     model_input: str = MODEL_INPUT_RAW,
     features: Sequence[str] = FEATURE_NAMES,
     branches: bytes | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write a bundle directory (replacing its files); the manifest hashes what was written."""
     path.mkdir(parents=True, exist_ok=True)
@@ -301,6 +391,9 @@ def write_bundle(
         names.append(BRANCHES_FILE)
     else:
         (path / BRANCHES_FILE).unlink(missing_ok=True)
+    for name, content in (extra_files or {}).items():
+        _write_public(path / name, content)
+        names.append(name)
     signature = path / SIGNATURE_FILE
     if signature.exists():
         signature.unlink()  # a signature over the old manifest would be a lie
@@ -314,6 +407,7 @@ def write_bundle(
         bin_schema=bin_schema,
         model_input=model_input,
         created_at=created_at,
+        base=base,
     )
     _write_public(path / MANIFEST_FILE, manifest.encode())
     return manifest

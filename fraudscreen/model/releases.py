@@ -22,6 +22,8 @@ from pathlib import Path
 
 from fraudscreen.atomic_file import write_atomically
 from fraudscreen.model.bundle import (
+    BASE_GOLDEN_FILE,
+    BASE_MODEL_FILE,
     BRANCHES_FILE,
     GOLDEN_FILE,
     MANIFEST_FILE,
@@ -32,7 +34,17 @@ from fraudscreen.model.bundle import (
 )
 from fraudscreen.model.signing import PublicKey, load_verified_bundle
 
-RELEASE_FILES = frozenset({MODEL_FILE, GOLDEN_FILE, BRANCHES_FILE, MANIFEST_FILE, SIGNATURE_FILE})
+RELEASE_FILES = frozenset(
+    {
+        MODEL_FILE,
+        GOLDEN_FILE,
+        BRANCHES_FILE,
+        MANIFEST_FILE,
+        SIGNATURE_FILE,
+        BASE_MODEL_FILE,  # a stacked bundle ships the model it corrects
+        BASE_GOLDEN_FILE,
+    }
+)
 STATE_FILE = "state.json"
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a directory name; not ".."
 

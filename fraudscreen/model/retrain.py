@@ -22,6 +22,7 @@ from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.features.batch import compute_features
 from fraudscreen.model.bundle import Bundle, Manifest, load_bundle
 from fraudscreen.model.report_html import ScoredSet, write_report
+from fraudscreen.model.stacked import TIE_BREAK, correction_config, score_rows
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
     WeightedRows,
@@ -30,7 +31,7 @@ from fraudscreen.model.train_aggregates import (
     weighted_rows,
     write_aggregate_bundle,
 )
-from fraudscreen.score_bands import reads_score
+from fraudscreen.score_bands import reads_score, with_scores
 
 Table = dict[Cell, tuple[int, int]]
 
@@ -124,6 +125,87 @@ def _history_sets(
     return f"History {history_path.name}: last {eval_days} days from {first}", sets
 
 
+def _base_of(export: Path, schema: BinSchema, current: Bundle | None) -> Bundle | None:
+    """For a score-band export: the deployed bundle it bands (given as --current, and it
+    must be exactly that model and schema); None for a feature-bin export."""
+    if not reads_score(schema):
+        return None
+    if current is None:
+        raise ValueError(
+            f"{export} holds score-band tables of {schema.model_version}: give that model's "
+            "bundle as --current (the correction is served on top of it)"
+        )
+    if current.model_version != schema.model_version or current.bin_schema != schema:
+        raise ValueError(
+            f"{export} bands the scores of {schema.model_version} (schema "
+            f"{schema.hash[:12]}), but --current is {current.model_version}; give the "
+            "bundle the gateways ran when they released these tables"
+        )
+    return current
+
+
+def _correction_notes(manifest: Manifest, base: Bundle, table: Table, holdout: float) -> list[str]:
+    return [
+        f"New model {manifest.model_version}: a stacked correction of {base.model_version} "
+        f"(LightGBM over score band x bins, monotone in the band; served score = "
+        f"{1 - TIE_BREAK:g} x correction + {TIE_BREAK:g} x deployed score). {len(table):,} "
+        f"cells, held-out share {holdout:.0%} (binomial thinning of every cell).",
+        f"Thresholds review >= {manifest.thresholds.review:.4f}, decline >= "
+        f"{manifest.thresholds.decline:.4f}, chosen on the held-out cells' correction scores "
+        f"(the table has no raw deployed score; the tie-break moves a score by at most "
+        f"{TIE_BREAK:g}).",
+        "On the held-out table the current model is not shown: within a cell it sees only the "
+        "band, so it is compared on a labelled history (--history).",
+    ]
+
+
+def _stacked_history_sets(
+    history_path: Path,
+    base: lightgbm.Booster,
+    correction: lightgbm.Booster,
+    schema: BinSchema,
+    base_version: str,
+    eval_days: int,
+) -> list[tuple[str, list[ScoredSet]]]:
+    """The correction (scored by the batch path, as the gateway scores it online) against
+    the current model on the history's last days, and on the days of scenario 4 (the
+    card-testing drift) when the history has it."""
+    frame = hist.load_history(history_path)
+    features = compute_features(frame)
+    labels = frame[hist.TX_FRAUD].to_numpy(dtype=np.int8)
+    deployed = np.asarray(base.predict(features, num_threads=1), dtype=np.float64)
+    served = score_rows(correction, schema, with_scores(features, deployed))
+    times = frame[hist.TX_DATETIME]
+    last_day = times.max().normalize()
+    first = last_day - pd.Timedelta(days=eval_days - 1)
+    windows = [
+        (
+            f"History {history_path.name}: last {eval_days} days from {first.date()}",
+            (times >= first).to_numpy(),
+        )
+    ]
+    if hist.TX_FRAUD_SCENARIO in frame:
+        drift = frame[hist.TX_FRAUD_SCENARIO].to_numpy() == 4
+        if drift.any():
+            start = times[drift].min().normalize()
+            windows.append(
+                (
+                    f"History {history_path.name}: drift weeks (scenario 4 from {start.date()})",
+                    (times >= start).to_numpy(),
+                )
+            )
+    return [
+        (
+            title,
+            [
+                ScoredSet("correction (served score)", labels[mask], served[mask]),
+                ScoredSet(f"current ({base_version})", labels[mask], deployed[mask]),
+            ],
+        )
+        for title, mask in windows
+    ]
+
+
 def retrain_from_export(
     export: Path,
     out_dir: Path,
@@ -139,12 +221,13 @@ def retrain_from_export(
     if not 0 < holdout < 1:
         raise ValueError(f"--holdout must be between 0 and 1, got {holdout}")
     table, schema = read_export(export)
-    if reads_score(schema):
-        raise ValueError(
-            f"{export} holds score-band tables (of {schema.model_version}): they train a "
-            "correction of that deployed model, which gateways cannot serve yet (issue 13); "
-            "`fraudscreen evaluate --privacy --sites ...` measures it"
-        )
+    current_model: tuple[Bundle, lightgbm.Booster] | None = None
+    if current is not None:
+        current_bundle = load_bundle(current)
+        current_model = (current_bundle, lightgbm.Booster(model_str=current_bundle.model_text))
+    base = _base_of(export, schema, current_model[0] if current_model else None)
+    if base is not None:
+        config = correction_config(schema, config)
     training, held_out = thin(table, holdout, seed)
     booster = train_from_table(training, schema, config)
     manifest = write_aggregate_bundle(
@@ -157,11 +240,28 @@ def retrain_from_export(
         name=name,
         trained_on=f"hub export {export.name}",
         source=[export.name],
+        base=base,
     )
-    current_model: tuple[Bundle, lightgbm.Booster] | None = None
-    if current is not None:
-        current_bundle = load_bundle(current)
-        current_model = (current_bundle, lightgbm.Booster(model_str=current_bundle.model_text))
+    if base is not None:
+        notes_ = _correction_notes(manifest, base, table, holdout)
+        stacked_sections = [
+            (
+                "Held-out share of the hub's table (weighted by counts)",
+                [_table_set(booster, weighted_rows(held_out, schema), "correction (band codes)")],
+            )
+        ]
+        holdout_set = stacked_sections[0][1][0]
+        if history is not None and current_model is not None:
+            stacked_sections += _stacked_history_sets(
+                history, current_model[1], booster, schema, base.model_version, eval_days
+            )
+        report = write_report(
+            out_dir.parent / f"{out_dir.name}.report.html",
+            f"fraudscreen model report: {manifest.model_version}",
+            stacked_sections,
+            notes_,
+        )
+        return RetrainResult(manifest, report, holdout_set)
     held_out_rows = weighted_rows(held_out, schema)  # scored by both models below
     holdout_set = _table_set(booster, held_out_rows, "new (trained on DP aggregates)")
     sections: list[tuple[str, list[ScoredSet]]] = []

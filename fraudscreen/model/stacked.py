@@ -14,6 +14,7 @@ cells is the correction's and the order inside a cell is the deployed model's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import lightgbm
@@ -21,12 +22,13 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudscreen.binschema import BinSchema
+from fraudscreen.model.predictor import Predictor
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
     CountTable,
     train_from_table,
 )
-from fraudscreen.score_bands import DEPLOYED_SCORE, reads_score
+from fraudscreen.score_bands import DEPLOYED_SCORE, reads_score, with_scores
 
 TIE_BREAK = 1e-3
 
@@ -72,3 +74,50 @@ def score_rows(
     """Served scores of rows (features..., deployed score), vectorized."""
     corrected = np.asarray(booster.predict(schema.transform_matrix(scored_rows)), np.float64)
     return stacked_scores(corrected, scored_rows[:, -1], tie_break)
+
+
+def score_feature_rows(
+    base: lightgbm.Booster,
+    correction: lightgbm.Booster,
+    schema: BinSchema,
+    features: FloatArray,
+    tie_break: float = TIE_BREAK,
+) -> FloatArray:
+    """The batch path (training report, evaluation): feature rows -> base score -> bands
+    -> correction -> served score; `StackedPredictor` is the same, one row at a time."""
+    deployed = np.asarray(base.predict(features, num_threads=1), dtype=np.float64)
+    return score_rows(correction, schema, with_scores(features, deployed), tie_break)
+
+
+class StackedPredictor:
+    """The online path: a `Predictor` over feature rows that serves a correction.
+
+    `base` scores the feature row (the deployed model), the schema bins (features, base
+    score), `correction` scores those codes, and the two combine as `stacked_scores` does.
+    Both predictors are whatever the gateway compiled (native) or LightGBM's own.
+    """
+
+    kind = "stacked"
+
+    def __init__(
+        self,
+        base: Predictor,
+        correction: Predictor,
+        schema: BinSchema,
+        tie_break: float = TIE_BREAK,
+    ) -> None:
+        if not reads_score(schema):
+            raise ValueError(f"a stacked predictor needs a schema that bins {DEPLOYED_SCORE}")
+        width = len(schema.features)
+        if correction.num_features != width or base.num_features + 1 != width:
+            raise ValueError("the correction must read the schema's codes: features + score")
+        self.base = base
+        self.correction = correction
+        self.schema = schema
+        self.tie_break = tie_break
+        self.num_features = base.num_features
+
+    def predict_row(self, row: Sequence[float]) -> float:
+        deployed = self.base.predict_row(row)
+        corrected = self.correction.predict_row(self.schema.transform((*row, deployed)))
+        return (1.0 - self.tie_break) * corrected + self.tie_break * deployed

@@ -30,7 +30,13 @@ import numpy.typing as npt
 from fraudscreen import __version__
 from fraudscreen.binschema import MISSING_CODE, BinSchema, Cell
 from fraudscreen.model.bundle import (
+    BASE_GOLDEN_FILE,
+    BASE_MODEL_FILE,
+    GOLDEN_FILE,
+    MODEL_FILE,
     MODEL_INPUT_BIN_CODES,
+    MODEL_INPUT_STACKED,
+    Bundle,
     GoldenRows,
     Manifest,
     Thresholds,
@@ -273,8 +279,13 @@ def write_aggregate_bundle(
     trained_on: str = "",
     source: Sequence[str] = (),
     metrics: Mapping[str, Any] | None = None,
+    base: Bundle | None = None,
 ) -> Manifest:
     """Write a bundle for a booster trained by `train_from_table` (model_input="bin_codes").
+
+    With `base` (the deployed model whose score bands `schema` bins), the bundle is a
+    stacked correction of it (model_input="stacked") and ships the base model's text and
+    golden rows beside its own (see `model.bundle`).
 
     Thresholds are either given or chosen on `validation_table` (a table the booster did
     not train on); with neither the bundle cannot say when to decline, so this refuses.
@@ -314,6 +325,20 @@ def write_aggregate_bundle(
         metrics=dict(metrics or {}),
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         bin_schema=schema.to_json(),
-        model_input=MODEL_INPUT_BIN_CODES,
-        features=schema.features,
+        model_input=MODEL_INPUT_BIN_CODES if base is None else MODEL_INPUT_STACKED,
+        features=schema.features if base is None else base.manifest.features,
+        extra_files=None if base is None else _base_files(base),
+        base=None
+        if base is None
+        else {"model_version": base.model_version, "model_sha256": base.model_sha256},
     )
+
+
+def _base_files(base: Bundle) -> dict[str, bytes]:
+    """The deployed bundle's model and golden rows, byte for byte (its hashes stay valid)."""
+    if base.is_stacked or base.reads_bin_codes:
+        raise ValueError(f"{base.model_version} is not a raw-feature model; it cannot be a base")
+    return {
+        BASE_MODEL_FILE: (base.path / MODEL_FILE).read_bytes(),
+        BASE_GOLDEN_FILE: (base.path / GOLDEN_FILE).read_bytes(),
+    }

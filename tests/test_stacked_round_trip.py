@@ -1,0 +1,160 @@
+"""The score-band loop on real components (issue 13): a gateway serving a score-band model
+releases its tables through its sync agent to a hub; `hub export` -> `train --from-hub`
+-> `sign` -> `publish`; the gateway's updater verifies, compiles and swaps to the
+correction, and Screen answers come from it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fraudscreen.hub.tokens import add_token
+from fraudscreen.model.bundle import load_bundle
+from fraudscreen.model.signing import generate_keypair
+from fraudscreen.model.stacked import StackedPredictor
+from fraudscreen.v1 import screening_pb2 as pb
+from tests.service_support import (
+    free_port,
+    gateway_config,
+    run_cli,
+    running_gateway,
+    running_hub,
+    screen_request,
+    stub_for,
+)
+
+DAY = 86_400
+DAYS_BACK = (20, 19, 18, 17)  # matured periods (label maturity 14 days)
+PER_DAY = 100
+
+
+def luhn(body: str) -> str:
+    from fraudscreen.logs import luhn_valid
+
+    return body + next(d for d in "0123456789" if luhn_valid(body + d))
+
+
+@pytest.mark.slow
+def test_score_band_tables_train_a_correction_the_gateway_then_serves(
+    tmp_path: Path, score_band_bundle_path: Path
+) -> None:
+    base = load_bundle(score_band_bundle_path)
+    schema = base.bin_schema
+    assert schema is not None
+    generate_keypair(tmp_path / "release.key", tmp_path / "release.pub")
+    hub_dir = tmp_path / "hub"
+    hub_dir.mkdir()
+    (tmp_path / "site.token").write_text(add_token(hub_dir / "sites.tokens", "shop-1"))
+    (tmp_path / "publisher.token").write_text(add_token(hub_dir / "publishers.tokens", "analyst"))
+    port = free_port()
+    config = gateway_config(
+        tmp_path / "gw",
+        score_band_bundle_path,
+        {
+            "FRAUDSCREEN_SITE_ID": "shop-1",
+            "FRAUDSCREEN_SYNC_HUB": f"127.0.0.1:{port}",
+            "FRAUDSCREEN_SYNC_TOKEN_FILE": str(tmp_path / "site.token"),
+            "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "3600",  # the test drives sync and updates
+            "FRAUDSCREEN_PRIVACY_EPSILON_PER_PERIOD": "8",
+            "FRAUDSCREEN_MODEL_TRUSTED_KEYS": str(tmp_path / "release.pub"),
+            "FRAUDSCREEN_MODEL_SHADOW_TRANSACTIONS": "0",
+        },
+    )
+    now = int(time.time())
+    with (
+        running_hub(
+            hub_dir,
+            port=port,
+            schemas=(score_band_bundle_path,),
+            trusted_keys=(tmp_path / "release.pub",),
+        ),
+        running_gateway(config) as gw,
+    ):
+        channel, stub = stub_for(gw)
+        with channel:
+            for back in DAYS_BACK:  # big late-night card-not-present amounts are the fraud
+                day_start = (now // DAY - back) * DAY
+                for i in range(PER_DAY):
+                    fraud = i % 8 == 0
+                    reply = stub.Screen(
+                        screen_request(
+                            f"t{back}-{i}",
+                            pan=luhn(f"400000{back:03d}{i:06d}"),
+                            seconds=day_start + (82_000 if fraud else 36_000) + 60 * i,
+                            amount_minor=(45_000 + 97 * i) if fraud else (1_500 + 37 * i),
+                            terminal_id=f"TERM{i % 5}",
+                            entry_mode=pb.ENTRY_MODE_MANUAL if fraud else pb.ENTRY_MODE_CHIP,
+                        ),
+                        timeout=5,
+                    )
+                    assert reply.model_version == base.model_version
+                    if fraud:
+                        stub.ReportOutcome(
+                            pb.ReportOutcomeRequest(
+                                transaction_id=f"t{back}-{i}",
+                                terminal_id=f"TERM{i % 5}",
+                                outcome=pb.OUTCOME_CONFIRMED_FRAUD,
+                            ),
+                            timeout=5,
+                        )
+            gw.journal.flush()
+            deadline = time.monotonic() + 30
+            while True:  # the gateway's channel reconnects with its own backoff
+                try:
+                    gw.sync_agent.tick()
+                    break
+                except ConnectionError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert gw.outbox.status().sent >= len(DAYS_BACK)
+
+            export = tmp_path / "export.parquet"
+            steps = [
+                (
+                    "hub",
+                    "export",
+                    "--db",
+                    str(hub_dir / "hub.sqlite3"),
+                    "--schema-hash",
+                    schema.hash,
+                    "--out",
+                    str(export),
+                ),
+                (
+                    "train",
+                    "--from-hub",
+                    str(export),
+                    "--current",
+                    str(score_band_bundle_path),
+                    "--out",
+                    str(tmp_path / "correction"),
+                    "--name",
+                    "corr-rt",
+                ),
+                ("sign", str(tmp_path / "correction"), "--key", str(tmp_path / "release.key")),
+                (
+                    "publish",
+                    str(tmp_path / "correction"),
+                    "--hub",
+                    f"127.0.0.1:{port}",
+                    "--token-file",
+                    str(tmp_path / "publisher.token"),
+                ),
+            ]
+            for step in steps:
+                done = run_cli(*step)
+                assert done.returncode == 0, (step[0], done.stderr)
+            correction = load_bundle(tmp_path / "correction")
+            assert correction.manifest.base is not None
+            assert correction.manifest.base["model_version"] == base.model_version
+            assert correction.manifest.training["frauds"] > 0  # the reported frauds arrived
+
+            gw.updater.poll_hub()  # verify, compile both models, swap
+            live = gw.slot.current
+            assert live is not None and live.version == correction.model_version
+            assert isinstance(live.predictor, StackedPredictor)
+            reply = stub.Screen(screen_request("after-swap", amount_minor=61_000), timeout=5)
+            assert reply.model_version == correction.model_version
+            assert gw.updater.store.state().current == correction.model_version
