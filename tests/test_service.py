@@ -405,9 +405,21 @@ def test_overload_answers_resource_exhausted(tmp_path: Path, small_bundle_path: 
 
 
 def test_deadline_is_honoured(stub: pb_grpc.ScreeningStub) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.Screen(screen_request("late"), timeout=0.000001)
-    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    """A 1 µs deadline ends the call with DEADLINE_EXCEEDED.
+
+    gRPC core keeps deadlines in whole milliseconds, so a fast answer can beat the
+    timer (about half the time here); repeat, and require the status at least once and
+    never any other error. The server-side check mid-batch has its own test below.
+    """
+    codes = []
+    for attempt in range(20):
+        try:
+            stub.Screen(screen_request(f"late-{attempt}"), timeout=0.000001)
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as error:
+            codes.append(error.code())
+    assert set(codes) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK}
+    assert grpc.StatusCode.DEADLINE_EXCEEDED in codes, codes
 
 
 def test_batch_answers_each_request_in_order(stub: pb_grpc.ScreeningStub) -> None:
