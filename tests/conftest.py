@@ -21,7 +21,7 @@ from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.train import TrainingConfig, train_bundle
 from fraudscreen.simulate import SimulationConfig, simulate
 from loadtests.postgres_server import PostgresServer, started_server
-from tests.tls_material import TLSFiles, make_tls_files
+from tests.support.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
 SMALL_TRAINING = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=40, name="test")

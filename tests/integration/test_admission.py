@@ -18,7 +18,7 @@ from fraudscreen.gateway.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from loadtests.half_open import HalfOpenPeer
-from tests.service_support import gateway_config, running_gateway, screen_request
+from tests.support.service_support import gateway_config, running_gateway, screen_request
 
 SCREEN_PATH = "/fraudscreen.v1.Screening/Screen"
 LIMITS = {

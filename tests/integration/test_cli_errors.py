@@ -16,7 +16,7 @@ import pytest
 
 from fraudscreen.cli import build_parser, main
 from fraudscreen.cli_arguments import walk_verbs
-from tests.service_support import free_port
+from tests.support.service_support import free_port
 
 
 def _cases(tmp: Path, bundle: Path) -> dict[tuple[str, ...], list[list[str]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.service_support import (
+from tests.support.service_support import (
     free_port,
     gateway_config,
     run_cli,

@@ -15,7 +15,7 @@ import grpc
 from fraudscreen.gateway.server import Gateway
 from fraudscreen.gateway.servicer import SCREENING_SERVICE
 from fraudscreen.rpc.readiness import FAST_RECONNECT, wait_until_serving
-from tests.service_support import free_port, gateway_config
+from tests.support.service_support import free_port, gateway_config
 
 
 def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

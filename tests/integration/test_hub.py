@@ -69,10 +69,10 @@ from fraudscreen.privacy.release import (
 from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
-from tests.service_support import PANS, drain_log, read_log_until
-from tests.tls_material import TLSFiles, secure_channel
+from tests.support.service_support import PANS, drain_log, read_log_until
+from tests.support.tls_material import TLSFiles, secure_channel
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
 SCHEMA = BinSchema.default()
 WIDTH = len(SCHEMA.binned)
 SITES = ("shop-a", "shop-b")

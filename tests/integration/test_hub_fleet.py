@@ -29,7 +29,7 @@ from fraudscreen.model.signing import generate_keypair
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from loadtests.postgres_server import PostgresServer
-from tests.test_hub import _bundle, _files, _version, bearer, codes, make_batch
+from tests.integration.test_hub import _bundle, _files, _version, bearer, codes, make_batch
 
 SITES = tuple(f"shop-{i:02d}" for i in range(12))
 

@@ -1,5 +1,5 @@
 """One store test-suite, run against both HubStore backends: the SQLite file and a real
-PostgreSQL server (tests/postgres_server.py; never skipped). Plus what only one backend
+PostgreSQL server (loadtests/postgres_server.py; never skipped). Plus what only one backend
 has: versioned migrations of an old SQLite file, the `hub migrate` verb, concurrency
 between several store instances (as several hub processes) on one PostgreSQL database.
 """
@@ -279,7 +279,7 @@ def test_a_postgres_database_that_cannot_be_reached_is_a_clear_error(
 def test_migrate_verb_on_both_backends(
     tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.test_hub import run_cli
+    from tests.integration.test_hub import run_cli
 
     url = postgres.database()
     assert run_cli(["hub", "migrate", "--db", url]) == 0

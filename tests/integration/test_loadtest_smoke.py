@@ -20,7 +20,7 @@ from loadtests import checks, slo, traffic
 from loadtests.locust_runner import RunError
 from loadtests.run_slo import loopback_target
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT_S = 150
 
 

@@ -10,7 +10,13 @@ from fraudscreen.model.explain import NativeExplainer
 from fraudscreen.screening import ActiveModel
 from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
 from fraudscreen.v1 import screening_pb2 as pb
-from tests.service_support import PANS, gateway_config, running_gateway, screen_request, stub_for
+from tests.support.service_support import (
+    PANS,
+    gateway_config,
+    running_gateway,
+    screen_request,
+    stub_for,
+)
 
 
 def test_blocked_card_is_declined_and_review_above_minor_reviews(

@@ -34,7 +34,7 @@ from fraudscreen.model.signing import (
     sign_bundle,
 )
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
-from tests.service_support import (
+from tests.support.service_support import (
     free_port,
     gateway_config,
     run_cli,

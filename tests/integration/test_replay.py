@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import gateway_config, running_gateway
+from tests.support.service_support import gateway_config, running_gateway
 
 
 @pytest.mark.parametrize("mode", ["unary", "stream", "batch"])

@@ -23,7 +23,7 @@ from fraudscreen.privacy.aggregate import LabelledRow, Period, exact_table
 from fraudscreen.privacy.release import ReleaseParameters, release
 from fraudscreen.storage.outbox import batch_id, encode_payload
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
-from tests.service_support import (
+from tests.support.service_support import (
     gateway_config,
     run_cli,
     running_gateway,

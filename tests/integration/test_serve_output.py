@@ -16,7 +16,7 @@ import grpc
 
 from fraudscreen.logs import resolve_format
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
-from tests.service_support import gateway_env, screen_request
+from tests.support.service_support import gateway_env, screen_request
 
 
 def _serve(

@@ -24,7 +24,7 @@ from fraudscreen.gateway.server import Gateway
 from fraudscreen.storage.outbox import LedgerStatus
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
-from tests.service_support import (
+from tests.support.service_support import (
     PANS,
     gateway_config,
     running_gateway,
@@ -379,7 +379,7 @@ def test_stand_in_when_no_model_loads(tmp_path: Path) -> None:
 
 def test_overload_answers_resource_exhausted(tmp_path: Path, small_bundle_path: Path) -> None:
     """Streams past `server.max_streams` are refused at once; they never take the capacity
-    of unary calls (tests/test_admission.py covers idle and half-open callers)."""
+    of unary calls (tests/integration/test_admission.py covers idle and half-open callers)."""
     config = gateway_config(tmp_path, small_bundle_path, {"FRAUDSCREEN_SERVER_MAX_STREAMS": "2"})
     with running_gateway(config) as gw:
         channel, stub = stub_for(gw)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fraudscreen.gateway.server import Gateway
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
-from tests.service_support import (
+from tests.support.service_support import (
     PANS,
     drain_log,
     gateway_config,
@@ -31,8 +31,8 @@ from tests.service_support import (
     running_gateway,
     screen_request,
 )
-from tests.test_logs import SHAPES
-from tests.tls_material import TLSFiles, secure_channel
+from tests.support.tls_material import TLSFiles, secure_channel
+from tests.unit.test_logs import SHAPES
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

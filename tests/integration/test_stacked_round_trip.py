@@ -15,7 +15,7 @@ from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.signing import generate_keypair
 from fraudscreen.model.stacked import StackedPredictor
 from fraudscreen.v1 import screening_pb2 as pb
-from tests.service_support import (
+from tests.support.service_support import (
     free_port,
     gateway_config,
     run_cli,

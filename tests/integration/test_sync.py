@@ -21,7 +21,7 @@ from fraudscreen.model.bundle import load_bundle
 from fraudscreen.privacy.aggregate import due_periods
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import sync_pb2
-from tests.service_support import (
+from tests.support.service_support import (
     free_port,
     gateway_config,
     running_gateway,

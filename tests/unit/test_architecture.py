@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fraudscreen"
+PACKAGE = Path(__file__).resolve().parents[2] / "fraudscreen"
 
 DOMAIN = (
     "fraudscreen.transaction",

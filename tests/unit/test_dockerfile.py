@@ -17,7 +17,7 @@ import pytest
 
 from fraudscreen.config import load_config
 
-DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 SHIPPED_BUNDLE = PurePosixPath("/opt/fraudscreen/models/default")  # read-only image content
 
 

@@ -57,7 +57,7 @@ from fraudscreen.simulate import (
     SimulationConfig,
     simulate,
 )
-from tests.test_simulate import EXPECTED_DTYPES, luhn_valid
+from tests.unit.test_simulate import EXPECTED_DTYPES, luhn_valid
 
 DRIFT_DAY = 30
 FLEET = FleetConfig(sites=6, days=45, drift_start=DRIFT_DAY, seed=3)

@@ -12,7 +12,7 @@ import pytest
 from fraudscreen.cli import PRIVACY_REPORT_DIR, build_parser
 from fraudscreen.privacy.fleet_report import FLEET_PLOT_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

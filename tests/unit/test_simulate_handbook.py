@@ -30,7 +30,7 @@ from fraudscreen.simulate_handbook import (
     PUBLISHED_TRANSACTIONS,
     simulate_handbook,
 )
-from tests.service_support import run_cli
+from tests.support.service_support import run_cli
 
 # (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT) as published
 FIRST_ROWS = [

@@ -12,7 +12,7 @@ from fraudscreen.history import validate_history
 from fraudscreen.model.front import FrontPoint, choose, format_front, size_front
 from fraudscreen.model.train import TrainingConfig
 from fraudscreen.simulate import SimulationConfig, simulate
-from tests.service_support import run_cli
+from tests.support.service_support import run_cli
 
 
 def _point(leaves: int, trees: int, ap: float) -> FrontPoint:

@@ -24,7 +24,7 @@ from fraudscreen.model.stacked import StackedPredictor, score_feature_rows
 from fraudscreen.policy import Policy, PolicyRules
 from fraudscreen.score_bands import with_scores
 from fraudscreen.screening import ActiveModel
-from tests.service_support import (
+from tests.support.service_support import (
     gateway_config,
     run_cli,
     running_gateway,

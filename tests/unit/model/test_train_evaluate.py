@@ -19,7 +19,7 @@ from fraudscreen.model.evaluate import (
     evaluation_mask,
 )
 from fraudscreen.model.train import threshold_for_precision
-from tests.service_support import run_cli
+from tests.support.service_support import run_cli
 
 
 def test_threshold_is_the_lowest_cut_with_enough_precision() -> None:

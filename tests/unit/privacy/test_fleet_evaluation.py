@@ -26,7 +26,7 @@ from fraudscreen.privacy.fleet_report import (
     write_fleet_report,
 )
 from fraudscreen.score_bands import score_band_schema, with_scores
-from tests.service_support import run_cli
+from tests.support.service_support import run_cli
 
 
 def test_evaluation_batches_are_the_gateway_tables() -> None:
