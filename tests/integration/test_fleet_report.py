@@ -20,7 +20,7 @@ from fraudscreen.hub.database import open_store
 from fraudscreen.hub.storage import StoredBatch
 from loadtests.postgres_server import PostgresServer
 from tests.integration.test_hub import run_cli
-from tests.integration.test_hub_store import state as _state
+from tests.support.hub_records import state as _state
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
 SCHEMA = BinSchema.default()

@@ -14,54 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.database import describe, open_store
-from fraudscreen.hub.fleet import GatewayState
 from fraudscreen.hub.migrations import LATEST
-from fraudscreen.hub.storage import CellSum, ConflictError, HubStore, StoredBatch
+from fraudscreen.hub.storage import CellSum, ConflictError, HubStore
 from loadtests.postgres_server import PostgresServer
+from tests.support.hub_records import SCHEMA, batch, codes, state
 
-SCHEMA = BinSchema.default()
-WIDTH = len(SCHEMA.binned)
 BACKENDS = ("sqlite", "postgresql")
-
-
-def codes(*head: int) -> tuple[int, ...]:
-    return (*head, *([0] * (WIDTH - len(head))))
-
-
-def batch(
-    site: str = "s", batch_id: str = "a" * 32, period: str = "2018-04-01", **kw: object
-) -> StoredBatch:
-    values: dict[str, object] = {
-        "site_id": site,
-        "batch_id": batch_id,
-        "period": period,
-        "period_days": 1,
-        "schema_hash": SCHEMA.hash,
-        "epsilon": 1.0,
-        "delta": 1e-7,
-        "mechanism": "m",
-        "cells": ((codes(0), 10, 1), (codes(3, 1), 5, -2)),
-    }
-    values.update(kw)
-    return StoredBatch(**values)  # type: ignore[arg-type]
-
-
-def state(**kw: object) -> GatewayState:
-    values: dict[str, object] = {
-        "model_version": "v1",
-        "predictor": "native",
-        "stand_in": False,
-        "last_update_result": "installed",
-        "last_update_at": 1000.0,
-        "pending_batches": 0,
-        "epsilon_spent": 1.0,
-        "epsilon_budget": 30.0,
-        "software_version": "0.1.0",
-    }
-    values.update(kw)
-    return GatewayState(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -293,28 +252,3 @@ def test_migrate_verb_on_both_backends(
     sqlite_path = tmp_path / "hub.sqlite3"
     assert run_cli(["hub", "migrate", "--db", str(sqlite_path)]) == 0
     assert f"schema version {LATEST}" in capsys.readouterr().out
-
-
-def test_a_sqlite_file_from_before_versioning_is_migrated_on_open(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "hub.sqlite3"
-    open_store(path).put_batch(batch())
-    with sqlite3.connect(path) as conn:  # as the hub left it before versioned migrations
-        conn.executescript(
-            "DROP TABLE schema_migrations; DROP TABLE site_states; DROP TABLE site_state_history;"
-        )
-    reopened = open_store(path)
-    assert reopened.applied_migrations == [1, 2] and reopened.schema_version() == LATEST
-    assert len(reopened.batches()) == 1
-    assert reopened.put_site_state("s", state(), 1.0) is True
-
-
-def test_missing_postgresql_fails_the_tests_saying_what_to_install(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from loadtests import postgres_server
-
-    monkeypatch.setattr(postgres_server, "find_bindir", lambda: None)
-    with pytest.raises(pytest.fail.Exception, match="apt-get install -y postgresql"):
-        postgres_server.started_server(pytest.fail)

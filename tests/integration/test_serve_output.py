@@ -3,7 +3,6 @@ honoured, third-party output kept out, and a taken port named by its setting."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import grpc
 
-from fraudscreen.logs import resolve_format
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from tests.support.service_support import gateway_env, screen_request
 
@@ -88,16 +86,6 @@ def test_global_log_format_reaches_serve(tmp_path: Path, small_bundle_path: Path
     assert done.returncode == 0, done.stderr
     ready = [line for line in done.stderr.splitlines() if "gateway.ready" in line]
     assert ready and not ready[0].startswith("{")
-
-
-def test_auto_format_follows_the_log_stream() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    assert resolve_format("auto", Terminal()) == "console"
-    assert resolve_format("auto", io.StringIO()) == "json"
-    assert resolve_format("json", Terminal()) == "json"
 
 
 def _serve_with_port_taken(tmp_path: Path, bundle: Path, setting: str) -> str:

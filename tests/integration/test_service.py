@@ -16,12 +16,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
-from prometheus_client import generate_latest
 
 from fraudscreen.features.definitions import FEATURES
-from fraudscreen.gateway.metrics import GatewayMetrics
 from fraudscreen.gateway.server import Gateway
-from fraudscreen.storage.outbox import LedgerStatus
 from fraudscreen.v1 import screening_pb2 as pb
 from fraudscreen.v1 import screening_pb2_grpc as pb_grpc
 from tests.support.service_support import (
@@ -344,23 +341,6 @@ def test_health_reflection_and_metrics(gateway: Gateway, stub: pb_grpc.Screening
     assert f"fraudscreen_privacy_epsilon_budget {gateway.config.privacy.epsilon_budget}" in text
     assert "fraudscreen_sync_pending_batches 0.0" in text
     channel.close()
-
-
-def test_sync_gauges_share_one_ledger_read_per_scrape() -> None:
-    reads: list[int] = []
-
-    def status() -> LedgerStatus:
-        reads.append(1)
-        return LedgerStatus(2.5, 365.0, 3, 4, 5, None, None)
-
-    metrics = GatewayMetrics.create()
-    metrics.watch_sync(status, 365.0, lambda: None)
-    text = generate_latest(metrics.registry).decode()
-    assert len(reads) == 1
-    assert "fraudscreen_sync_pending_batches 4.0" in text
-    assert "fraudscreen_sync_sent_batches 5.0" in text
-    assert "fraudscreen_privacy_epsilon_spent 2.5" in text
-    assert "fraudscreen_privacy_epsilon_budget 365.0" in text
 
 
 def test_stand_in_when_no_model_loads(tmp_path: Path) -> None:

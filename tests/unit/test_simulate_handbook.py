@@ -8,7 +8,6 @@ simulator") and its baseline table (logistic regression: CP@100 0.291).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,6 @@ from fraudscreen.simulate_handbook import (
     PUBLISHED_TRANSACTIONS,
     simulate_handbook,
 )
-from tests.support.service_support import run_cli
 
 # (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT) as published
 FIRST_ROWS = [
@@ -98,25 +96,3 @@ def test_card_precision_gives_the_published_logistic_regression_number(
     assert round(metrics.card_precision_at_100, 3) == 0.291  # published: 0.291
     assert round(card_precision_at_k(frame[test], scores), 3) == 0.346  # without the rule
     assert np.isclose(metrics.auc_roc, 0.871, atol=0.002)  # published: 0.871
-
-
-def test_handbook_exact_refuses_a_seed(tmp_path: Path) -> None:
-    out = tmp_path / "h.csv"
-    done = run_cli("simulate", "--handbook-exact", "--seed", "3", "--out", str(out))
-    assert done.returncode == 2
-    assert "--handbook-exact uses the handbook's own seeds" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not out.exists()
-
-
-def test_handbook_exact_small_run_writes_a_valid_history(tmp_path: Path) -> None:
-    out = tmp_path / "h.parquet"
-    done = run_cli(
-        "simulate", "--handbook-exact", "--customers", "50", "--days", "20", "--quiet",
-        "--out", str(out),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    frame = validate_history(pd.read_parquet(out))
-    assert len(frame) > 0
-    assert frame["TX_DATETIME"].is_monotonic_increasing
-    assert f"wrote {len(frame):,} transactions" in done.stdout

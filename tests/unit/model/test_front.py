@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,6 @@ from fraudscreen.history import validate_history
 from fraudscreen.model.front import FrontPoint, choose, format_front, size_front
 from fraudscreen.model.train import TrainingConfig
 from fraudscreen.simulate import SimulationConfig, simulate
-from tests.support.service_support import run_cli
 
 
 def _point(leaves: int, trees: int, ap: float) -> FrontPoint:
@@ -26,13 +24,6 @@ def test_choice_is_the_smallest_model_within_the_tolerance_of_the_best() -> None
     assert choose(points, tolerance=0.01) == points[0]
     assert choose(points, tolerance=0.0) == points[2]
     assert "| 15 **chosen** | 240 | 3,600 |" in format_front(points, choose(points))
-
-
-def test_front_rejects_a_bad_leaf_list(tmp_path: Path) -> None:
-    done = run_cli("bench", "--front", str(tmp_path / "h.parquet"), "--leaves", "7,x")
-    assert done.returncode == 2
-    assert "--leaves: '7,x' is not a comma-separated list of integers" in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.slow

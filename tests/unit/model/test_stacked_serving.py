@@ -17,20 +17,12 @@ from fraudscreen import history
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import BASE_MODEL_FILE, Bundle, BundleError, load_bundle
-from fraudscreen.model.compile import compile_bundle
 from fraudscreen.model.predictor import NativePredictor
 from fraudscreen.model.retrain import retrain_from_export
 from fraudscreen.model.stacked import StackedPredictor, score_feature_rows
 from fraudscreen.policy import Policy, PolicyRules
 from fraudscreen.score_bands import with_scores
 from fraudscreen.screening import ActiveModel
-from tests.support.service_support import (
-    gateway_config,
-    run_cli,
-    running_gateway,
-    screen_request,
-    stub_for,
-)
 
 
 def write_export(path: Path, base: Bundle, frame: pd.DataFrame) -> Path:
@@ -120,18 +112,6 @@ def test_training_refuses_a_current_model_other_than_the_banded_one(
         retrain_from_export(export, tmp_path / "out", current=small_bundle_path)
 
 
-def test_both_models_compile_natively_with_parity(correction_path: Path) -> None:
-    bundle = load_bundle(correction_path)
-    assert bundle.base is not None
-    assert compile_bundle(bundle.base).max_abs_diff <= 1e-6
-    assert compile_bundle(bundle.correction).max_abs_diff <= 1e-6
-    done = run_cli("compile", str(correction_path))  # the operator's verb compiles both
-    assert done.returncode == 0, done.stderr
-    assert f"base {bundle.base.model_version}: " in done.stdout
-    assert f"correction {bundle.model_version}: " in done.stdout
-    assert done.stdout.count("parity max |diff|") == 2
-
-
 def test_online_scores_equal_the_batch_path(
     correction_path: Path, small_history: pd.DataFrame
 ) -> None:
@@ -160,14 +140,3 @@ def test_online_scores_equal_the_batch_path(
     assert len(set(np.round(batch, 12))) > 50  # ties inside a cell are broken: many scores
     reasons = model.explainer.contributions(list(rows[0]))
     assert len(reasons) == len(FEATURE_NAMES)  # the base model's features, not band codes
-
-
-def test_a_gateway_serves_the_correction(correction_path: Path, tmp_path: Path) -> None:
-    bundle = load_bundle(correction_path)
-    with running_gateway(gateway_config(tmp_path / "gw", correction_path)) as gw:
-        channel, stub = stub_for(gw)
-        with channel:
-            reply = stub.Screen(screen_request(amount_minor=99_000), timeout=5)
-        assert reply.model_version == bundle.model_version
-        model = gw.slot.current
-        assert model is not None and isinstance(model.predictor, StackedPredictor)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,6 @@ from fraudscreen.model.evaluate import (
     evaluation_mask,
 )
 from fraudscreen.model.train import threshold_for_precision
-from tests.support.service_support import run_cli
 
 
 def test_threshold_is_the_lowest_cut_with_enough_precision() -> None:
@@ -127,48 +124,3 @@ def test_metrics_of_a_perfect_ranking() -> None:
     assert metrics.auc_roc == 1.0
     assert metrics.average_precision == 1.0
     assert metrics.frauds == 3
-
-
-def test_cli_train_and_evaluate_small(tmp_path: Path) -> None:
-    data = tmp_path / "h.csv.gz"
-    out = run_cli(
-        "simulate",
-        "--out",
-        str(data),
-        "--customers",
-        "300",
-        "--terminals",
-        "600",
-        "--days",
-        "60",
-        "--quiet",
-    )
-    assert out.returncode == 0, out.stderr
-    bundle = tmp_path / "bundle"
-    out = run_cli(
-        "train",
-        str(data),
-        "--out",
-        str(bundle),
-        "--train-end",
-        "2018-05-10",
-        "--max-trees",
-        "30",
-        "--quiet",
-    )
-    assert out.returncode == 0, out.stderr
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["metrics"]["test_period"] == ["2018-05-17", "2018-05-24"]
-    out = run_cli("evaluate", str(bundle), str(data))
-    assert out.returncode == 0, out.stderr
-    assert "handbook: XGBoost | 0.862" in out.stdout
-    assert f"fraudscreen ({manifest['model_version']})" in out.stdout
-
-
-def test_cli_reports_a_bad_history_without_a_traceback(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.csv"
-    bad.write_text("TRANSACTION_ID,TX_DATETIME\n1,2018-01-01\n")
-    out = run_cli("train", str(bad), "--out", str(tmp_path / "b"))
-    assert out.returncode == 2
-    assert "missing required column" in out.stderr
-    assert "Traceback" not in out.stderr

@@ -26,7 +26,6 @@ from fraudscreen.privacy.fleet_report import (
     write_fleet_report,
 )
 from fraudscreen.score_bands import score_band_schema, with_scores
-from tests.support.service_support import run_cli
 
 
 def test_evaluation_batches_are_the_gateway_tables() -> None:
@@ -97,17 +96,3 @@ def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
     document = json.loads(written[2].read_text())
     assert document["fleets"][0]["recovery"] == recovery(result.drift_rows)
     assert written[1].stat().st_size > 1000  # the plot
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--sites", "20,x"], "is not a list like 20,100,500"),
-        (["--sites", "0"], "site counts must be positive"),
-    ],
-)
-def test_bad_fleet_sizes_are_one_line_errors(args: list[str], message: str) -> None:
-    result = run_cli("evaluate", "--privacy", *args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr

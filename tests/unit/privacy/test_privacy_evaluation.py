@@ -24,7 +24,6 @@ from sklearn.metrics import roc_auc_score
 
 from fraudscreen import history
 from fraudscreen.binschema import BinSchema
-from fraudscreen.cli import main
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import MODEL_INPUT_BIN_CODES, Thresholds, load_bundle
@@ -398,27 +397,6 @@ def restore_logging() -> Iterator[None]:
         yield
     finally:
         structlog.configure(**saved)
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_cli_privacy_mode(
-    small_history: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "history.parquet"
-    small_history.to_parquet(path)
-    code = main(
-        [
-            "evaluate", "--privacy", str(path), "--sites", "2", "--epsilons", "4",
-            "--train-end", "2018-05-20", "--train-days", "7", "--period-days", "7",
-            "--repetitions", "1", "--out", str(tmp_path / "report"), "--seed", "5",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "| DP known domain, ε = 4 |" in out  # both mechanisms by default
-    assert "| DP threshold, ε = 4" in out
-    assert (tmp_path / "report" / PLOT_FILE).read_bytes().startswith(PNG_MAGIC)
-    assert main(["evaluate", str(path)]) == 2  # the bundle mode still needs both arguments
 
 
 def test_a_seed_makes_the_privacy_table_reproducible(small_history: pd.DataFrame) -> None:
