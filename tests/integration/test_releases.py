@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -21,7 +18,6 @@ from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
-    SIGNATURE_FILE,
     Manifest,
     load_bundle,
     rewrite_manifest,
@@ -30,8 +26,6 @@ from fraudscreen.model.releases import ReleaseStore
 from fraudscreen.model.signing import (
     PublicKey,
     generate_keypair,
-    load_private_key,
-    sign_bundle,
 )
 from fraudscreen.v1 import sync_pb2, sync_pb2_grpc
 from tests.support.service_support import (
@@ -43,13 +37,13 @@ from tests.support.service_support import (
     screen_request,
     stub_for,
 )
-
-
-@dataclass(frozen=True)
-class Keys:
-    private: Path
-    public: Path
-    untrusted_private: Path
+from tests.support.signed_releases import (
+    Keys,
+    files_of,
+    sign_manifest_only,
+    signed_copy,
+    version_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,37 +52,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     generate_keypair(root / "release.key", root / "release.pub")
     generate_keypair(root / "rogue.key", root / "rogue.pub")
     return Keys(root / "release.key", root / "release.pub", root / "rogue.key")
-
-
-def signed_copy(source: Path, target: Path, key: Path | None) -> Path:
-    shutil.copytree(source, target)
-    (target / SIGNATURE_FILE).unlink(missing_ok=True)
-    if key is not None:
-        sign_bundle(target, load_private_key(key))
-    return target
-
-
-def files_of(bundle: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
-
-
-def version_of(bundle: Path) -> str:
-    return str(json.loads((bundle / MANIFEST_FILE).read_text())["model_version"])
-
-
-def sign_manifest_only(bundle: Path, private: Path) -> None:
-    """A correct signature over a manifest `sign_bundle` would refuse to sign."""
-    key = load_private_key(private)
-    signature = key.sign((bundle / MANIFEST_FILE).read_bytes())
-    (bundle / SIGNATURE_FILE).write_text(
-        json.dumps(
-            {
-                "algorithm": "ed25519",
-                "key_id": PublicKey.from_key(key.public_key()).key_id,
-                "signature": base64.b64encode(signature).decode(),
-            }
-        )
-    )
 
 
 class Traffic:
