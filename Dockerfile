@@ -27,7 +27,7 @@ COPY --from=build /opt/fraudscreen /opt/fraudscreen
 COPY --from=build --chown=fraudscreen:fraudscreen --chmod=0700 /var/lib/fraudscreen /var/lib/fraudscreen
 # All state lives in the volume: every path setting is set here, and the working
 # directory is the volume too, so a relative default can never land elsewhere
-# (tests/test_dockerfile.py builds the settings from these lines and checks).
+# (tests/unit/test_dockerfile.py builds the settings from these lines and checks).
 WORKDIR /var/lib/fraudscreen
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -55,3 +55,11 @@ def test_privacy_report_path_is_the_real_one() -> None:
     for image in images:
         assert (ROOT / image).is_file(), image
     assert f"models/reports/{FLEET_PLOT_FILE}" in images
+
+
+def test_every_test_file_the_readme_names_exists() -> None:
+    """Tests are cited as evidence; a moved or renamed file must take the README along."""
+    named = set(re.findall(r"`(tests/[\w/]+\.py)`", README))
+    assert len(named) >= 5
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, missing
