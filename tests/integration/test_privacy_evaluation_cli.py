@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import structlog
 
 from fraudscreen.cli import main
-from fraudscreen.privacy.evaluation import (
-    PLOT_FILE,
-)
+from fraudscreen.privacy.evaluation import PLOT_FILE
 from tests.unit.privacy.test_privacy_evaluation import PNG_MAGIC
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() points structlog at this test's captured stderr; later tests must not log
+    into that closed file."""
+    saved = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.mark.usefixtures("restore_logging")

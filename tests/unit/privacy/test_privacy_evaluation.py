@@ -12,14 +12,12 @@ import datetime as dt
 import json
 import math
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-import structlog
 from sklearn.metrics import roc_auc_score
 
 from fraudscreen import history
@@ -386,17 +384,6 @@ def test_report_of_one_mechanism_has_only_its_sections(
     text = format_report(only_threshold)
     assert "| DP threshold, ε = 1" in text and "DP known domain" not in text
     assert "Known domain:" not in text and "released iff" in text
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """main() points structlog at this test's captured stderr; later tests must not log
-    into that closed file."""
-    saved = structlog.get_config()
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
 
 
 def test_a_seed_makes_the_privacy_table_reproducible(small_history: pd.DataFrame) -> None:
