@@ -21,6 +21,7 @@ from fraudscreen.model.bundle import Bundle, load_bundle
 from fraudscreen.model.train import TrainingConfig, train_bundle
 from fraudscreen.simulate import SimulationConfig, simulate
 from loadtests.postgres_server import PostgresServer, started_server
+from tests.support.stacked_bundle import build_correction
 from tests.support.tls_material import TLSFiles, make_tls_files
 
 SMALL_SIMULATION = SimulationConfig(customers=400, terminals=800, days=70, seed=3)
@@ -90,6 +91,17 @@ def other_bundle_path(
     config = TrainingConfig(train_end=dt.date(2018, 5, 20), max_trees=25, name="test-b")
     train_bundle(small_history, path, config, progress=False, source="small")
     return path
+
+
+@pytest.fixture(scope="session")
+def correction_path(
+    tmp_path_factory: pytest.TempPathFactory,
+    small_history: pd.DataFrame,
+    score_band_bundle_path: Path,
+) -> Path:
+    """A stacked bundle: the hub's correction of the score-band model, with its report."""
+    root = tmp_path_factory.mktemp("stacked")
+    return build_correction(root, small_history, score_band_bundle_path)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ parity checks, and online scoring equals the batch path used in training and eva
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,56 +15,13 @@ import pytest
 from fraudscreen import history
 from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
-from fraudscreen.model.bundle import BASE_MODEL_FILE, Bundle, BundleError, load_bundle
+from fraudscreen.model.bundle import BASE_MODEL_FILE, BundleError, load_bundle
 from fraudscreen.model.predictor import NativePredictor
 from fraudscreen.model.retrain import retrain_from_export
 from fraudscreen.model.stacked import StackedPredictor, score_feature_rows
 from fraudscreen.policy import Policy, PolicyRules
-from fraudscreen.score_bands import with_scores
 from fraudscreen.screening import ActiveModel
-
-
-def write_export(path: Path, base: Bundle, frame: pd.DataFrame) -> Path:
-    """A hub-export-shaped table (csv + schema sidecar) of the base model's score bands,
-    exact counts: what `fraudscreen hub export` writes, without the noise."""
-    schema = base.bin_schema
-    assert schema is not None
-    features = compute_features(frame)
-    scores = lightgbm.Booster(model_str=base.model_text).predict(features, num_threads=1)
-    codes = schema.transform_matrix(with_scores(features, scores))[:, list(schema.binned)]
-    names = [schema.features[i] for i in schema.binned]
-    cells = pd.DataFrame(codes.astype(np.int64), columns=names)
-    cells["fraud"] = frame[history.TX_FRAUD].to_numpy()
-    table = cells.groupby(names).agg(noisy_total=("fraud", "size"), noisy_fraud=("fraud", "sum"))
-    table.reset_index().to_csv(path, index=False)
-    path.with_suffix(".schema.json").write_text(json.dumps({"bin_schema": schema.to_json()}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def correction_path(
-    tmp_path_factory: pytest.TempPathFactory,
-    small_history: pd.DataFrame,
-    score_band_bundle_path: Path,
-) -> Path:
-    root = tmp_path_factory.mktemp("stacked")
-    export = write_export(root / "export.csv", load_bundle(score_band_bundle_path), small_history)
-    labelled = small_history.copy()  # the last 10 days' frauds relabelled as the drift
-    late = labelled[history.TX_DATETIME] >= labelled[history.TX_DATETIME].max() - pd.Timedelta(
-        days=10
-    )
-    labelled[history.TX_FRAUD_SCENARIO] = np.where(
-        late & (labelled[history.TX_FRAUD] == 1), 4, labelled[history.TX_FRAUD_SCENARIO]
-    )
-    labelled.to_parquet(root / "history.parquet")
-    retrain_from_export(
-        export,
-        root / "correction",
-        name="corr-test",
-        current=score_band_bundle_path,
-        history=root / "history.parquet",
-    )
-    return root / "correction"
+from tests.support.stacked_bundle import write_export
 
 
 def test_the_bundle_is_a_correction_of_the_deployed_model_and_ships_it(
