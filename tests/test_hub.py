@@ -34,11 +34,11 @@ from fraudscreen.cli import main
 from fraudscreen.config import TLSConfig
 from fraudscreen.gateway.uploader import batch_message
 from fraudscreen.hub.server import HubServer, HubSettings
+from fraudscreen.hub.sqlite_store import SQLiteHubStore
 from fraudscreen.hub.storage import (
     STATE_FIELDS,
     CellSum,
     ConflictError,
-    SQLiteHubStore,
     StoredBatch,
 )
 from fraudscreen.hub.tokens import add_token, hash_token
