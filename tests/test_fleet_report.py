@@ -19,7 +19,7 @@ from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.database import open_store
 from fraudscreen.hub.storage import StoredBatch
 from loadtests.postgres_server import PostgresServer
-from tests.test_hub import run_cli
+from tests.hub_support import run_cli
 from tests.test_hub_store import state as _state
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"

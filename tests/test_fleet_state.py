@@ -18,8 +18,8 @@ from fraudscreen.hub.tokens import add_token
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from loadtests.postgres_server import PostgresServer
+from tests.hub_support import bearer, make_batch, refused, run_cli
 from tests.service_support import free_port, gateway_config, running_gateway, running_hub
-from tests.test_hub import bearer, make_batch, refused, run_cli
 
 
 def test_a_gateways_state_reaches_status_and_metrics_and_silence_is_stale(
