@@ -36,9 +36,7 @@ from tqdm import tqdm
 from fraudscreen.history import SITE_ID
 from fraudscreen.simulate import (
     COLUMNS,
-    MAX_CUSTOMERS,
     MAX_MEAN_TX_PER_DAY,
-    MCC_WEIGHTS,
     SCENARIO_1_THRESHOLD_MINOR,
     SCENARIO_2_TERMINALS_PER_DAY,
     SCENARIO_2_WINDOW_DAYS,
@@ -57,12 +55,11 @@ from fraudscreen.simulate import (
     card_activity,
     compromised_window_mask,
     draw_customers,
-    entry_mode_codes,
-    entry_modes,
     reach_within,
     scenario_3_hits,
     transaction_frame,
 )
+from fraudscreen.simulate_pos import MAX_CUSTOMERS, MCC_WEIGHTS, entry_mode_codes, entry_modes
 from fraudscreen.transaction import EntryMode
 
 FLEET_COLUMNS: Final[tuple[str, ...]] = (*COLUMNS, SITE_ID)

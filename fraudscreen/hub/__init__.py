@@ -1,6 +1,7 @@
 """The central hub: stores the fleet's DP aggregate batches and serves signed model releases.
 
-storage.py    HubStore interface and its SQLite implementation (no gRPC)
+storage.py    HubStore interface, its records, row helpers both backends share (no gRPC)
+sqlite_store.py SQLiteHubStore: the interface on one SQLite file (the embedded default)
 postgres.py   PostgresHubStore: the same interface on PostgreSQL, for several hub processes
 database.py   which store a --db names (file path or postgresql:// URL)
 migrations.py versioned schema of both backends (schema_migrations)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fraudscreen.hub.storage import HubStore, SQLiteHubStore
+from fraudscreen.hub.sqlite_store import SQLiteHubStore
+from fraudscreen.hub.storage import HubStore
 
 
 def is_postgres(db: str | Path) -> bool:

@@ -7,7 +7,7 @@ rolling upgrade of several hub processes). Migrations only ever add: a hub of th
 previous version keeps working on a migrated database while the others restart.
 
 Version 1 on SQLite is the base schema `SQLiteHubStore` has always created on open
-(storage._DDL), so a database from before versioning is recorded as version 1.
+(sqlite_store._DDL), so a database from before versioning is recorded as version 1.
 """
 
 from __future__ import annotations

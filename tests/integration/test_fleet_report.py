@@ -19,8 +19,8 @@ from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.database import open_store
 from fraudscreen.hub.storage import StoredBatch
 from loadtests.postgres_server import PostgresServer
-from tests.integration.test_hub import run_cli
 from tests.support.hub_records import state as _state
+from tests.support.hub_support import run_cli
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
 SCHEMA = BinSchema.default()

@@ -18,7 +18,7 @@ from fraudscreen.hub.tokens import add_token
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from loadtests.postgres_server import PostgresServer
-from tests.integration.test_hub import bearer, make_batch, refused, run_cli
+from tests.support.hub_support import bearer, make_batch, refused, run_cli
 from tests.support.service_support import free_port, gateway_config, running_gateway, running_hub
 
 

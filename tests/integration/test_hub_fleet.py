@@ -29,7 +29,14 @@ from fraudscreen.model.signing import generate_keypair
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 from loadtests.postgres_server import PostgresServer
-from tests.integration.test_hub import _bundle, _files, _version, bearer, codes, make_batch
+from tests.support.hub_support import (
+    bearer,
+    bundle_files,
+    bundle_version,
+    codes,
+    make_batch,
+    signed_bundle,
+)
 
 SITES = tuple(f"shop-{i:02d}" for i in range(12))
 
@@ -174,8 +181,8 @@ def test_three_hub_processes_store_every_concurrent_batch_once_and_agree_on_rele
         assert cells == (sum(10 + day for day in range(1, 6)) * len(SITES), len(batches))
 
         # Releases: a canary published through hub 0 is what hubs 1 and 2 serve.
-        bundle = _bundle(tmp_path / "v-fleet", private, version="fleet-v1")
-        files, version = _files(bundle), _version(bundle)
+        bundle = signed_bundle(tmp_path / "v-fleet", private, version="fleet-v1")
+        files, version = bundle_files(bundle), bundle_version(bundle)
         canary = pb.PublishReleaseRequest(
             release=pb.ModelRelease(
                 model_version=version,

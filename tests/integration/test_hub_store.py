@@ -238,7 +238,7 @@ def test_a_postgres_database_that_cannot_be_reached_is_a_clear_error(
 def test_migrate_verb_on_both_backends(
     tmp_path: Path, postgres: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.integration.test_hub import run_cli
+    from tests.support.hub_support import run_cli
 
     url = postgres.database()
     assert run_cli(["hub", "migrate", "--db", url]) == 0

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from fraudscreen.cli import main
-from fraudscreen.privacy.evaluation import PLOT_FILE
+from fraudscreen.privacy.evaluation_report import PLOT_FILE
 from tests.unit.privacy.test_privacy_evaluation import PNG_MAGIC
 
 

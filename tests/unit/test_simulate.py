@@ -26,9 +26,6 @@ from fraudscreen.history import (
     TX_FRAUD_SCENARIO,
 )
 from fraudscreen.simulate import (
-    COUNTERFEIT_ENTRY_MODE_PROBABILITIES,
-    GENUINE_ENTRY_MODE_PROBABILITIES,
-    MCC_WEIGHTS,
     TX_TIME_DAYS,
     TX_TIME_SECONDS,
     SimulationConfig,
@@ -37,6 +34,11 @@ from fraudscreen.simulate import (
     simulate,
     simulate_profiles,
     write_transactions,
+)
+from fraudscreen.simulate_pos import (
+    COUNTERFEIT_ENTRY_MODE_PROBABILITIES,
+    GENUINE_ENTRY_MODE_PROBABILITIES,
+    MCC_WEIGHTS,
 )
 from fraudscreen.transaction import EntryMode
 

@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudscreen.hub.storage import (
-    CellSum,
-    ConflictError,
-    SQLiteHubStore,
-    StoredBatch,
-)
+from fraudscreen.hub.sqlite_store import SQLiteHubStore
+from fraudscreen.hub.storage import CellSum, ConflictError, StoredBatch
 from tests.support.hub_records import SCHEMA, codes
 
 

@@ -38,17 +38,17 @@ from fraudscreen.model.train_aggregates import (
 )
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
 from fraudscreen.privacy.evaluation import (
+    PrivacyReport,
+    discrete_laplace_sd,
+    run_privacy_evaluation,
+)
+from fraudscreen.privacy.evaluation_batches import assign_sites, feature_matrix, period_index
+from fraudscreen.privacy.evaluation_config import PrivacyEvaluationConfig
+from fraudscreen.privacy.evaluation_report import (
     JSON_FILE,
     MARKDOWN_FILE,
     PLOT_FILE,
-    PrivacyEvaluationConfig,
-    PrivacyReport,
-    assign_sites,
-    discrete_laplace_sd,
-    feature_matrix,
     format_report,
-    period_index,
-    run_privacy_evaluation,
     write_report,
 )
 from fraudscreen.privacy.release import (
