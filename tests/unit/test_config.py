@@ -23,15 +23,15 @@ from fraudscreen.config import (
     ServerConfig,
     SiteConfig,
     TLSConfig,
-    _from_env,
-    _leaves,
     describe,
     env_var_name,
     load_config,
     parse_host_port,
 )
+from fraudscreen.config.settings import leaves
+from fraudscreen.config.values import from_env
 
-ALL_SETTINGS = [name for name, _ in _leaves(GatewayConfig)]
+ALL_SETTINGS = [name for name, _ in leaves(GatewayConfig)]
 
 
 @pytest.fixture(autouse=True)
@@ -325,13 +325,13 @@ def test_env_conversions(variable: str, text: str, expected: object) -> None:
 )
 def test_env_bool_conversion(text: str, expected: bool) -> None:
     # No setting is a bool yet; the converter supports them for the ones to come.
-    assert _from_env(text, bool) is expected
-    assert _from_env("", bool | None) is None
+    assert from_env(text, bool) is expected
+    assert from_env("", bool | None) is None
 
 
 def test_env_bool_conversion_rejects_other_words() -> None:
     with pytest.raises(ValueError, match="expected true/false/1/0/yes/no, got 'on'"):
-        _from_env("on", bool)
+        from_env("on", bool)
 
 
 @pytest.mark.parametrize(
