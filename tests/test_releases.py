@@ -26,7 +26,7 @@ from fraudscreen.model.bundle import (
     load_bundle,
     rewrite_manifest,
 )
-from fraudscreen.model.releases import ReleaseError, ReleaseStore
+from fraudscreen.model.releases import ReleaseError, ReleaseStore, describe_releases
 from fraudscreen.model.signing import (
     PublicKey,
     generate_keypair,
@@ -244,6 +244,30 @@ def test_bad_releases_are_refused_and_the_old_model_keeps_serving(
 def test_a_release_version_must_be_a_whole_directory_name(tmp_path: Path, version: str) -> None:
     with pytest.raises(ReleaseError, match="is not a model version name"):
         ReleaseStore(tmp_path).path(version)
+
+
+def test_describe_releases_names_the_configured_bundle_when_none_is_active(
+    tmp_path: Path,
+) -> None:
+    store = ReleaseStore(tmp_path / "releases")
+    lines = describe_releases(store, Path("models/default"), ())
+    assert lines == [
+        f"releases in {store.root}",
+        "current:  (none: the configured bundle models/default)",
+        "previous: (none)",
+        "rejected: (none)",
+        "trusted keys: (none: updates disabled)",
+    ]
+    store.root.mkdir()
+    (store.root / "state.json").write_text(
+        json.dumps({"current": "m-2", "previous": "m-1", "rejected": ["m-0", "m-9"]})
+    )
+    assert describe_releases(store, Path("models/default"), ("a.pem", "b.pem"))[1:] == [
+        "current:  m-2",
+        "previous: m-1",
+        "rejected: m-0, m-9",
+        "trusted keys: a.pem, b.pem",
+    ]
 
 
 def test_a_damaged_release_state_is_not_read_when_updates_are_off(

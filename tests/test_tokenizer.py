@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from fraudscreen.tokenizer import CardTokenizer, load_or_create_site_key
+from fraudscreen.tokenizer import (
+    CardTokenizer,
+    NotACardNumberError,
+    load_or_create_site_key,
+    tokenize_lines,
+)
 
 
 def test_token_is_hmac_sha256_hex_of_the_pan() -> None:
@@ -25,6 +30,16 @@ def test_short_key_and_repr_never_show_the_key() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CardTokenizer(b"short")
     assert "hidden" in repr(CardTokenizer(b"k" * 32))
+
+
+def test_tokenize_lines_skips_blanks_and_stops_at_the_first_bad_line() -> None:
+    tokenizer = CardTokenizer(bytes(range(32)))
+    lines = ["4111 1111 1111 1111\n", "\n", "5500000000000004\n", "4111111111111112\n", "x"]
+    tokens = tokenize_lines(tokenizer, lines)
+    assert next(tokens) == tokenizer.tokenize("4111111111111111")
+    assert next(tokens) == tokenizer.tokenize("5500000000000004")
+    with pytest.raises(NotACardNumberError, match=r"^line 4: not a card number \(12-19"):
+        next(tokens)  # the Luhn digit is wrong; line numbers count the blank line
 
 
 def test_tokenize_command_prints_tokens_and_names_bad_lines(tmp_path: Path) -> None:
