@@ -31,32 +31,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_compile(args: argparse.Namespace) -> int:
     from fraudscreen.model.bundle import load_bundle
-    from fraudscreen.model.compile import CompileOptions, compile_bundle, load_explainer
-    from fraudscreen.model.predictor import LightGBMPredictor
+    from fraudscreen.model.compile import CompileOptions, compile_for_serving
 
     bundle = load_bundle(args.bundle)
     options = CompileOptions(compiler=args.compiler, cache_dir=args.cache_dir)
-    # a stacked bundle serves two models: the base (also the explainer) and the correction
-    parts = (
-        [("", bundle)]
-        if bundle.base is None
-        else [
-            ("base ", bundle.base),
-            ("correction ", bundle.correction),
-        ]
-    )
-    for label, part in parts:
-        reference = LightGBMPredictor(part.model_text, len(part.manifest.features))
-        compiled = compile_bundle(part, options, reference)
-        if part is parts[0][1]:
-            explainer = load_explainer(part, options, reference)
-            print(f"reason codes: {explainer.kind} explainer")
-        source = "cache" if compiled.from_cache else "fresh build"
-        print(
-            f"{label}{part.model_version}: {compiled.library} ({source}, "
-            f"{compiled.seconds:.1f} s); parity max |diff| = {compiled.max_abs_diff:.2e} on "
-            f"{len(part.golden.rows)} golden rows"
-        )
+    for line in compile_for_serving(bundle, options):
+        print(line)
     return 0
 
 
