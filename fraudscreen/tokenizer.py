@@ -13,9 +13,12 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import structlog
+
+from fraudscreen.logs import luhn_valid
 
 log = structlog.get_logger(__name__)
 
@@ -82,3 +85,19 @@ class CardTokenizer:
 
     def __repr__(self) -> str:  # never show the key
         return "CardTokenizer(<key hidden>)"
+
+
+class NotACardNumberError(ValueError):
+    """A line of `fraudscreen tokenize` input that is no card number."""
+
+
+def tokenize_lines(tokenizer: CardTokenizer, lines: Iterable[str]) -> Iterator[str]:
+    """One token per card number, one number a line (spaces allowed, blank lines skipped);
+    stops at the first line that is not a Luhn-valid 12-19 digit number."""
+    for number, line in enumerate(lines, start=1):
+        pan = line.strip().replace(" ", "")
+        if not pan:
+            continue
+        if not (CARD_NUMBER.fullmatch(pan) and luhn_valid(pan)):
+            raise NotACardNumberError(f"line {number}: not a card number (12-19 digits, Luhn)")
+        yield tokenizer.tokenize(pan)

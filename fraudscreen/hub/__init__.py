@@ -18,5 +18,6 @@ releases.py   signature check of a published release
 service.py    the fraudscreen.v1.Sync servicer (thin)
 server.py     HubServer: gRPC bootstrap, health, reflection, TLS, drain on SIGTERM
 export.py     the summed table as CSV/Parquet for analysts
-commands.py   `fraudscreen hub ...` verbs
+commands.py   what `fraudscreen hub ...` does besides serving (the CLI parses in cli/hub.py)
+publish.py    the analyst's PublishRelease call (`fraudscreen publish`)
 """

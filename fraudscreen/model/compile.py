@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -361,3 +361,26 @@ def load_explainer(
         )
         return reference
     return explainer
+
+
+def compile_for_serving(bundle: Bundle, options: CompileOptions) -> Iterator[str]:
+    """`fraudscreen compile`: build (or take from the cache) and parity-check every model the
+    bundle serves, one line each as it is done. A stacked bundle serves two: the base (also
+    the explainer) and the correction."""
+    parts = (
+        [("", bundle)]
+        if bundle.base is None
+        else [("base ", bundle.base), ("correction ", bundle.correction)]
+    )
+    for label, part in parts:
+        reference = LightGBMPredictor(part.model_text, len(part.manifest.features))
+        compiled = compile_bundle(part, options, reference)
+        if part is parts[0][1]:
+            explainer = load_explainer(part, options, reference)
+            yield f"reason codes: {explainer.kind} explainer"
+        source = "cache" if compiled.from_cache else "fresh build"
+        yield (
+            f"{label}{part.model_version}: {compiled.library} ({source}, "
+            f"{compiled.seconds:.1f} s); parity max |diff| = {compiled.max_abs_diff:.2e} on "
+            f"{len(part.golden.rows)} golden rows"
+        )

@@ -162,3 +162,19 @@ class ReleaseStore:
             state.rejected.append(abandoned)
         self._write_state(state)
         return state
+
+
+def describe_releases(
+    store: ReleaseStore, configured_bundle: Path, trusted_keys: Sequence[str]
+) -> list[str]:
+    """`fraudscreen model status`: the releases on disk and the keys updates must be signed
+    with; no current release means the gateway runs its configured bundle."""
+    state = store.state()
+    shipped = f"(none: the configured bundle {configured_bundle})"
+    return [
+        f"releases in {store.root}",
+        f"current:  {state.current or shipped}",
+        f"previous: {state.previous or '(none)'}",
+        f"rejected: {', '.join(state.rejected) or '(none)'}",
+        f"trusted keys: {', '.join(trusted_keys) or '(none: updates disabled)'}",
+    ]

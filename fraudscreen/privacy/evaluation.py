@@ -70,14 +70,8 @@ from fraudscreen.privacy.evaluation_batches import (
     make_batches,
     make_test_set,
 )
-from fraudscreen.privacy.evaluation_config import MECHANISM_LABELS
-from fraudscreen.privacy.evaluation_config import (  # re-exported: the CLI builds it from here
-    PrivacyEvaluationConfig as PrivacyEvaluationConfig,
-)
+from fraudscreen.privacy.evaluation_config import MECHANISM_LABELS, PrivacyEvaluationConfig
 from fraudscreen.privacy.evaluation_report import format_report
-from fraudscreen.privacy.evaluation_report import (  # re-exported: the CLI writes with it
-    write_report as write_report,
-)
 from fraudscreen.privacy.release import (
     MECHANISMS,
     Mechanism,

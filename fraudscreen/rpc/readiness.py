@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fraudscreen.rpc.channels import client_channel
 
 # Reconnect quickly while waiting: gRPC's default backoff grows to two minutes, so a
 # server that comes up after a few failed attempts would be noticed far too late.
@@ -88,3 +91,32 @@ def wait_until_serving(
             )
             last = state
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - now)))
+
+
+def check_serving(
+    target: str,
+    *,
+    service: str,
+    wait_seconds: float,
+    what: str,
+    hint: str,
+    call_timeout: float = 3.0,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+) -> str:
+    """One health check of `target` on its own channel (`fraudscreen health`, the Docker
+    HEALTHCHECK): the status name once SERVING, else NotServingError."""
+    channel = client_channel(
+        target, ca_file=ca_file, cert_file=cert_file, key_file=key_file, options=FAST_RECONNECT
+    )
+    with channel:
+        return wait_until_serving(
+            channel,
+            target,
+            service=service,
+            wait_seconds=wait_seconds,
+            what=what,
+            hint=hint,
+            call_timeout=call_timeout,
+        )

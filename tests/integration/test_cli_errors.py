@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudscreen.cli import build_parser, main
-from fraudscreen.cli_arguments import walk_verbs
+from fraudscreen.cli.arguments import walk_verbs
+from fraudscreen.cli.main import build_parser, main
 from tests.support.service_support import free_port
 
 

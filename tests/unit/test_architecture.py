@@ -2,8 +2,9 @@
 
 The domain (transaction, features, model, policy, screening, privacy, the bin schema and
 the records the journal keeps) imports no gRPC, SQLite, storage, CLI, hub, gateway or rpc;
-the hub never imports the gateway; and no two packages import each other, directly or
-through others. An import inside a function counts like one at the top.
+the hub never imports the gateway; nothing imports the CLI (it may import everything)
+but `python -m fraudscreen`; and no two packages import each other, directly or through
+others. An import inside a function counts like one at the top.
 """
 
 from __future__ import annotations
@@ -139,6 +140,13 @@ def test_the_domain_imports_no_grpc_sqlite_storage_cli_hub_gateway_or_rpc() -> N
 
 def test_the_hub_imports_nothing_of_the_gateway() -> None:
     assert violations(("fraudscreen.hub",), ("fraudscreen.gateway",), modules()) == []
+
+
+def test_nothing_imports_the_cli_but_python_dash_m() -> None:
+    # the CLI sits on top: a module importing it would load every verb's parser with it
+    others = [p for p in modules() if not _within(module_name(p), ("fraudscreen.cli",))]
+    found = violations(("fraudscreen",), ("fraudscreen.cli",), others)
+    assert sorted({v.split(":")[0] for v in found}) == ["fraudscreen/__main__.py"]
 
 
 def test_no_import_cycle_between_packages() -> None:

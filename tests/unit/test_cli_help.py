@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from fraudscreen.cli import build_parser
-from fraudscreen.cli_arguments import has_default, walk_verbs
+from fraudscreen.cli.arguments import has_default, walk_verbs
+from fraudscreen.cli.main import build_parser
 
 
 def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudscreen.cli import PRIVACY_REPORT_DIR, build_parser
+from fraudscreen.cli.analyst import PRIVACY_REPORT_DIR
+from fraudscreen.cli.main import build_parser
 from fraudscreen.privacy.fleet_report import FLEET_PLOT_FILE
 
 ROOT = Path(__file__).resolve().parents[2]

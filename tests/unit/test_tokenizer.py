@@ -7,7 +7,7 @@ import hmac
 
 import pytest
 
-from fraudscreen.tokenizer import CardTokenizer
+from fraudscreen.tokenizer import CardTokenizer, NotACardNumberError, tokenize_lines
 
 
 def test_token_is_hmac_sha256_hex_of_the_pan() -> None:
@@ -21,3 +21,13 @@ def test_short_key_and_repr_never_show_the_key() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         CardTokenizer(b"short")
     assert "hidden" in repr(CardTokenizer(b"k" * 32))
+
+
+def test_tokenize_lines_skips_blanks_and_stops_at_the_first_bad_line() -> None:
+    tokenizer = CardTokenizer(bytes(range(32)))
+    lines = ["4111 1111 1111 1111\n", "\n", "5500000000000004\n", "4111111111111112\n", "x"]
+    tokens = tokenize_lines(tokenizer, lines)
+    assert next(tokens) == tokenizer.tokenize("4111111111111111")
+    assert next(tokens) == tokenizer.tokenize("5500000000000004")
+    with pytest.raises(NotACardNumberError, match=r"^line 4: not a card number \(12-19"):
+        next(tokens)  # the Luhn digit is wrong; line numbers count the blank line

@@ -1,14 +1,18 @@
-"""Argument parsing for `fraudscreen`: one-line usage errors, defaults shown in every
-option's help, and argument types that reject bad values before any work starts."""
+"""Argument parsing for `fraudscreen`, shared by every user group's verbs: one-line usage
+errors, defaults shown in every option's help, and argument types that reject bad values
+before any work starts."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fraudscreen.logs import LOG_LEVELS
+
+# what `add_subparsers` returns: each group module adds its verbs to it
+Verbs: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -127,3 +131,62 @@ def log_level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"{text!r}: use one of {', '.join(LOG_LEVELS)}")
     return text.lower()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """'90' (seconds), '90s', '15m', '3h', '2d' -> seconds; argparse turns ValueError into
+    a one-line usage error."""
+    value = text.strip().lower()
+    factor = _UNITS.get(value[-1:], 0)
+    number = value[:-1] if factor else value
+    try:
+        seconds = float(number) * (factor or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 15m, 3h, 2d"
+        ) from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be positive")
+    return seconds
+
+
+def epsilons(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
+
+
+def site_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 20,100,500") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: site counts must be positive")
+    return counts
+
+
+def mechanisms(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    known = ("known_domain", "threshold")  # privacy.release.MECHANISMS (no OpenDP import here)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give one or more of {', '.join(known)}, comma-separated"
+        )
+    return names
+
+
+def add_wait(parser: argparse.ArgumentParser, seconds: float, what: str) -> None:
+    """`--wait SECONDS` of a client verb: how long to wait for its server to be SERVING."""
+    parser.add_argument(
+        "--wait",
+        type=non_negative_float,
+        default=seconds,
+        metavar="SECONDS",
+        help=f"wait up to this long for the {what} to report SERVING (0: ask once)",
+    )
