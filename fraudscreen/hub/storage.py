@@ -200,6 +200,11 @@ class HubStore(Protocol):
         """Every publication, oldest first."""
         ...
 
+    def release_file(self, model_version: str, name: str) -> bytes | None:
+        """One file of a published version (every publication of a version holds the same
+        files), e.g. its manifest for the report's drift references; None if absent."""
+        ...
+
     def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
         """Record what a site reported now: the latest state and last-seen time; appends to
         the history when a tracked field changed (or the site is new). True if it did."""
@@ -540,6 +545,15 @@ class SQLiteHubStore:
             )
             for seq, version, published_at, everyone, digest, size in rows
         ]
+
+    def release_file(self, model_version: str, name: str) -> bytes | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT f.content FROM release_files AS f JOIN releases AS r ON r.seq = f.seq"
+                " WHERE r.model_version = ? AND f.name = ? ORDER BY r.seq LIMIT 1",
+                (model_version, name),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
         with self._connect() as conn:
