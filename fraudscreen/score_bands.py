@@ -19,6 +19,7 @@ release, summing, weighted rows) works on it unchanged.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,6 +75,30 @@ def band_edges(
         raise ValueError("band edges need finite training scores")
     edges = np.round(np.quantile(scores, np.asarray(quantiles, dtype=np.float64)), 9)
     return tuple(float(e) for e in np.unique(edges))
+
+
+def band_shares(edges: Sequence[float], scores: npt.ArrayLike) -> tuple[float, ...]:
+    """Share of `scores` in each band, binned as the schema bins them (code = number of
+    edges strictly below): the deployed model's training scores give the reference the
+    fleet's score-band tables are compared with for drift. Rounded to 9 digits so the
+    manifest's JSON is stable."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("band shares need finite scores")
+    codes = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    counts = np.bincount(codes, minlength=len(edges) + 1)
+    return tuple(round(float(c) / values.size, 9) for c in counts)
+
+
+def nominal_band_shares(edges: Sequence[float]) -> tuple[float, ...] | None:
+    """The reference a bundle trained before `band_shares` was stored implies: its edges
+    are the training scores' BAND_QUANTILES, so each band holds about the gap between
+    consecutive levels (exactly, but for ties at an edge). None when equal quantiles
+    merged: which levels the remaining edges sit at is then unknown."""
+    if len(edges) != len(BAND_QUANTILES):
+        return None
+    levels = (0.0, *BAND_QUANTILES, 1.0)
+    return tuple(round(b - a, 9) for a, b in itertools.pairwise(levels))
 
 
 def score_band_schema(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.hub.storage import CellSum
+from fraudscreen.score_bands import reads_score
 
 RETRAIN_PSI = 0.25
 WATCH_PSI = 0.1
@@ -70,8 +71,12 @@ def drift_table(
 ) -> DriftTable:
     """PSI of every period against the summed tables of the release's training period
     (manifest training.train_period, inclusive); with none, or no batch in it, against
-    the first period the hub holds (said in `reference_source`)."""
+    the first period the hub holds (said in `reference_source`). A score-band schema's
+    last binned column, the deployed score, is left out: its reference is the model's
+    training rows, not a period (hub.score_drift)."""
     names = tuple(schema.features[i] for i in schema.binned)
+    if reads_score(schema):
+        names = names[:-1]  # marginals() below reads the first `width` codes only
     width = len(names)
     periods = tuple(sorted(tables))
     reference_periods: tuple[str, ...] = ()

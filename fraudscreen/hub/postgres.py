@@ -353,6 +353,15 @@ class PostgresHubStore:
             for seq, version, published_at, everyone, digest, size in rows
         ]
 
+    def release_file(self, model_version: str, name: str) -> bytes | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT f.content FROM release_files AS f JOIN releases AS r ON r.seq = f.seq"
+                " WHERE r.model_version = %s AND f.name = %s ORDER BY r.seq LIMIT 1",
+                (model_version, name),
+            ).fetchone()
+        return None if row is None else bytes(row[0])  # type: ignore[call-overload]
+
     # -- gateway states --------------------------------------------------------------------
 
     def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:

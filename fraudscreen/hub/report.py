@@ -1,8 +1,8 @@
 """`fraudscreen hub report --out fleet.html`: one static HTML page for analysts (plots
 embedded as PNG): rollout of each release over time, sites by model version, silent
-sites, epsilon spent per site against its budget, and feature drift of the fleet per
-period (PSI against the release's training reference, with the retraining threshold).
-The per-site table and the drift table carry the numbers the plots draw."""
+sites, epsilon spent per site against its budget, and feature and score drift of the fleet
+per period (PSI against the release's training reference, with the retraining threshold).
+The per-site table and the drift tables carry the numbers the plots draw."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.drift import RETRAIN_PSI, WATCH_PSI, DriftTable, drift_table
 from fraudscreen.hub.fleet import StateChange, sites_by_version
 from fraudscreen.hub.fleet_view import FleetRow, age, fleet_rows
+from fraudscreen.hub.score_drift import ScoreDrift, fleet_score_drift
 from fraudscreen.hub.storage import HubStore
 
 
@@ -132,6 +133,89 @@ def _drift_plot(drift: DriftTable) -> str:
     return _png(figure)
 
 
+def _score_drift_plot(drifts: list[ScoreDrift]) -> str:
+    """PSI per period of each model version (left); band shares in the latest period
+    against the training reference (right), to see which bands moved, for the version
+    with the latest period (the most drifted one if several share it)."""
+    figure, (ax, bars) = plt.subplots(1, 2, figsize=(11, 3.6), width_ratios=(3, 2))
+    periods = sorted({p for d in drifts for p in d.periods})
+    index = {p: i for i, p in enumerate(periods)}
+    for d in drifts:
+        ax.plot([index[p] for p in d.periods], d.values, marker="o", label=d.model_version)
+    step = max(1, len(periods) // 12)
+    ax.set_xticks(range(len(periods))[::step], periods[::step], rotation=30, fontsize=8)
+    ax.axhline(RETRAIN_PSI, color="#c44e52", linestyle="--", label=f"retrain ({RETRAIN_PSI})")
+    ax.axhline(WATCH_PSI, color="#dd8452", linestyle=":", label=f"watch ({WATCH_PSI})")
+    ax.set(title="score drift per period (PSI against the training bands)", ylabel="PSI")
+    ax.legend(fontsize=8)
+    newest = max(
+        drifts,
+        key=lambda d: (d.periods[-1], d.values[-1] if math.isfinite(d.values[-1]) else -1.0),
+    )
+    band = list(range(len(newest.shares[-1])))
+    bars.set_xticks(band[:: max(1, len(band) // 8)])
+    width = 0.4
+    if newest.reference is not None:
+        bars.bar([b - width / 2 for b in band], newest.reference.shares, width, label="training")
+    bars.bar([b + width / 2 for b in band], newest.shares[-1], width, label=newest.periods[-1])
+    bars.set_yscale("symlog", linthresh=0.01)
+    bars.set(
+        title=f"{newest.model_version}: share per score band",
+        xlabel="band (low to high score)",
+        ylabel="share",
+    )
+    bars.legend(fontsize=8)
+    return _png(figure)
+
+
+def _score_drift_section(drifts: list[ScoreDrift]) -> str:
+    if not drifts:
+        return (
+            '<p id="score-drift-none">No score-band tables released yet: gateways release '
+            "them once serving a model trained with --score-bands.</p>"
+        )
+    notes = "".join(
+        f"<li>{html.escape(d.model_version)}: reference "
+        + (
+            html.escape(d.reference.source)
+            if d.reference
+            else "unknown (no release of it here, and its band edges are not the standard "
+            "quantiles): PSI not computed"
+        )
+        + "</li>"
+        for d in drifts
+    )
+    rows = "\n".join(
+        f'<tr data-model="{html.escape(d.model_version)}" data-period="{p}"'
+        + (' class="retrain"' if d.suggests_retraining(i) else "")
+        + ">"
+        + _cell("model_version", d.model_version)
+        + _cell("period", p)
+        + _cell("transactions", f"{d.totals[i]:.0f}")
+        + _cell("psi", f"{d.values[i]:.4f}" if math.isfinite(d.values[i]) else "-")
+        + _cell("retrain_psi", RETRAIN_PSI)
+        + _cell("suggests_retraining", "yes" if d.suggests_retraining(i) else "no")
+        + "</tr>"
+        for d in drifts
+        for i, p in enumerate(d.periods)
+    )
+    return (
+        "<p>Per deployed model version (a band means something only for the model whose "
+        "scores it bins): PSI of the fleet's score-band distribution in each period (noisy "
+        "totals summed per band over every site and cell, clamped at zero) against the "
+        f"share of the model's training rows in each band. Above {RETRAIN_PSI} (red) "
+        f"suggests retraining; above {WATCH_PSI}, watch. More weight in the top bands: "
+        "more transactions score like fraud to the model (an attack, or traffic it "
+        "misreads); weight moved to the low bands: fewer look risky (a quieter mix, or "
+        "fraud it no longer recognises). PSI measures a shift in the scores, not in "
+        "accuracy: check on labelled data before retraining.</p>"
+        f"<ul>{notes}</ul>"
+        '<table id="score-drift"><tr><th>model version</th><th>period</th>'
+        "<th>transactions (noisy)</th><th>PSI</th><th>retrain above</th>"
+        f"<th>suggests retraining</th></tr>\n{rows}</table>"
+    )
+
+
 def _release_reference(store: HubStore) -> tuple[str, BinSchema | None, tuple[str, str] | None]:
     """(version, bin schema, training period) of the newest release to every site."""
     release = store.release_for("")  # "" is no site's id: releases addressed to everyone
@@ -173,6 +257,7 @@ def write_fleet_report(store: HubStore, out: Path, now: float, stale_after: floa
     states = store.site_states()
     history = store.state_history()
     drift, release_version = _drift(store)
+    score_drifts = fleet_score_drift(store)
     images = [
         ("rollout", _rollout_plot(history, now)),
         ("versions", _versions_plot(sites_by_version(states))),
@@ -181,6 +266,8 @@ def write_fleet_report(store: HubStore, out: Path, now: float, stale_after: floa
     ]
     if drift is not None:
         images.append(("drift", _drift_plot(drift)))
+    if score_drifts:
+        images.append(("score-drift", _score_drift_plot(score_drifts)))
     site_rows = "\n".join(
         f'<tr data-site="{html.escape(r.site_id)}">'
         + _cell("site", r.site_id)
@@ -220,8 +307,7 @@ def write_fleet_report(store: HubStore, out: Path, now: float, stale_after: floa
         drift_section = (
             f"<p>Reference: {html.escape(drift.reference_source)}"
             f"{' (release ' + html.escape(release_version) + ')' if release_version else ''}. "
-            f"PSI above {RETRAIN_PSI} suggests retraining; above {WATCH_PSI}, watch. Score drift "
-            "needs the score band in each batch and is not drawn yet.</p>"
+            f"PSI above {RETRAIN_PSI} suggests retraining; above {WATCH_PSI}, watch.</p>"
             f'<table id="drift"><tr><th>period</th><th>worst PSI</th><th>feature</th>'
             f"<th>suggests retraining</th></tr>\n{drift_rows}</table>"
         )
@@ -234,7 +320,7 @@ def write_fleet_report(store: HubStore, out: Path, now: float, stale_after: floa
 <html lang="en"><head><meta charset="utf-8"><title>fraudscreen fleet</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
-img{{max-width:100%}}</style></head>
+img{{max-width:100%}}tr.retrain td{{background:#f6d5d5}}</style></head>
 <body data-images-total="{len(images)}">
 <h1>fraudscreen fleet</h1>
 <p>Generated {_utc(now):%Y-%m-%d %H:%M:%S} UTC. <span id="site-count">{len(rows)}</span> sites,
@@ -248,6 +334,8 @@ img{{max-width:100%}}</style></head>
 {figures}
 <h2>Drift</h2>
 {drift_section}
+<h2>Score drift</h2>
+{_score_drift_section(score_drifts)}
 <script>
 window.addEventListener("load", function () {{
   var imgs = Array.prototype.slice.call(document.images);

@@ -345,6 +345,15 @@ class SQLiteHubStore:
             for seq, version, published_at, everyone, digest, size in rows
         ]
 
+    def release_file(self, model_version: str, name: str) -> bytes | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT f.content FROM release_files AS f JOIN releases AS r ON r.seq = f.seq"
+                " WHERE r.model_version = ? AND f.name = ? ORDER BY r.seq LIMIT 1",
+                (model_version, name),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def period_tables(self, schema_hash: str) -> dict[str, dict[Cell, CellSum]]:
         with self._connect() as conn:
             rows = conn.execute(PERIOD_TABLES_SQL.replace("%s", "?"), (schema_hash,)).fetchall()

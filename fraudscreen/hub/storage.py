@@ -195,6 +195,11 @@ class HubStore(Protocol):
         """Every publication, oldest first."""
         ...
 
+    def release_file(self, model_version: str, name: str) -> bytes | None:
+        """One file of a published version (every publication of a version holds the same
+        files), e.g. its manifest for the report's drift references; None if absent."""
+        ...
+
     def put_site_state(self, site_id: str, state: GatewayState, seen_at: float) -> bool:
         """Record what a site reported now: the latest state and last-seen time; appends to
         the history when a tracked field changed (or the site is new). True if it did."""

@@ -28,7 +28,7 @@ from fraudscreen.features.batch import compute_features
 from fraudscreen.features.definitions import FEATURE_NAMES
 from fraudscreen.model.bundle import GoldenRows, Manifest, Thresholds, write_bundle
 from fraudscreen.model.evaluate import ProtocolPeriods, compute_metrics, day_mask, evaluation_mask
-from fraudscreen.score_bands import band_edges, score_band_schema
+from fraudscreen.score_bands import band_edges, band_shares, score_band_schema
 
 log = structlog.get_logger(__name__)
 
@@ -172,6 +172,9 @@ def train_bundle(
         "lightgbm_version": lightgbm.__version__,
         "fraudscreen_version": __version__,
     }
+    schema, reference = aggregate_schema(final, features[fit_mask], version, score_bands)
+    if reference is not None:
+        training["score_band_reference"] = reference
     manifest = write_bundle(
         out_dir,
         model_text=model_text,
@@ -181,7 +184,7 @@ def train_bundle(
         training=training,
         metrics=metrics,
         created_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        bin_schema=aggregate_schema(final, features[fit_mask], version, score_bands).to_json(),
+        bin_schema=schema.to_json(),
         branches=branch_statistics(model_text, features[fit_mask]),
     )
     log.info("train.bundle_written", path=str(out_dir), model_version=version)
@@ -193,13 +196,24 @@ def aggregate_schema(
     training_rows: npt.NDArray[np.float64],
     model_version: str,
     score_bands: bool,
-) -> BinSchema:
+) -> tuple[BinSchema, dict[str, Any] | None]:
     """The bin schema gateways running this model aggregate with: today's feature bins, or
-    score bands of this model (edges from its training rows, never from site data)."""
+    score bands of this model (edges from its training rows, never from site data).
+
+    With score bands, also the training reference of the bands (the manifest's
+    training.score_band_reference): the share of training rows in each band, what the
+    hub's fleet report compares the released score-band tables with (score drift)."""
     if not score_bands:
-        return BinSchema.default()
+        return BinSchema.default(), None
     scores = np.asarray(model.predict(training_rows), dtype=np.float64)
-    return score_band_schema(band_edges(scores), model_version=model_version)
+    edges = band_edges(scores)
+    schema = score_band_schema(edges, model_version=model_version)
+    reference = {
+        "bin_schema_sha256": schema.hash,
+        "rows": int(scores.size),
+        "shares": list(band_shares(edges, scores)),
+    }
+    return schema, reference
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,10 @@ def test_releases_canary_promotion_and_conflicts(store: HubStore) -> None:
         ("v1", None),
         ("v2", ("c",)),
     ]
+    assert store.release_file("v1", "manifest.json") == b"{}"
+    assert store.release_file("v2", "model.txt") == b"v2"
+    assert store.release_file("v2", "manifest.json") is None
+    assert store.release_file("v3", "model.txt") is None
 
 
 @both

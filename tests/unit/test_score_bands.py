@@ -18,6 +18,8 @@ from fraudscreen.model.retrain import retrain_from_export
 from fraudscreen.score_bands import (
     DEPLOYED_SCORE,
     band_edges,
+    band_shares,
+    nominal_band_shares,
     reads_score,
     score_band_schema,
     with_score,
@@ -66,6 +68,38 @@ def test_a_bundle_refuses_bands_of_another_model(
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="bands the scores of someone-else"):
         load_bundle(copy)
+
+
+def test_band_shares_bin_scores_as_the_schema_does() -> None:
+    scores = np.random.default_rng(1).beta(0.3, 8.0, 20_000)
+    edges = band_edges(scores)
+    schema = score_band_schema(edges, model_version="m")
+    row = [0.0] * len(FEATURE_NAMES)
+    codes = np.array([schema.cell(with_score(row, s))[-1] for s in scores])
+    expected = np.bincount(codes, minlength=len(edges) + 1) / len(scores)
+    assert band_shares(edges, scores) == pytest.approx(tuple(expected), abs=1e-9)
+    assert band_shares((0.5,), [0.5, 0.5, 0.7, 0.1]) == (0.75, 0.25)  # upper-inclusive
+    nominal = nominal_band_shares(edges)
+    assert nominal is not None and band_shares(edges, scores) == pytest.approx(nominal, abs=1e-3)
+    assert nominal_band_shares(edges[:3]) is None  # merged quantiles: levels unknown
+
+
+def test_training_stores_the_bands_reference_shares_in_the_manifest(
+    score_band_bundle_path: Path, small_bundle_path: Path
+) -> None:
+    bundle = load_bundle(score_band_bundle_path)
+    assert bundle.bin_schema is not None
+    reference = bundle.manifest.training["score_band_reference"]
+    edges = bundle.bin_schema.edges[-1]
+    assert reference["bin_schema_sha256"] == bundle.bin_schema.hash
+    assert reference["rows"] == bundle.manifest.training["rows"]
+    shares = reference["shares"]
+    assert len(shares) == len(edges) + 1 and sum(shares) == pytest.approx(1.0, abs=1e-6)
+    # the edges are quantiles of the same training scores: the first is their median (the
+    # small model's top quantiles tie and merge, so its other bands are not the nominal gaps)
+    assert shares[0] == pytest.approx(0.5, abs=0.01)
+    plain = load_bundle(small_bundle_path)  # no score bands: no reference, manifest as before
+    assert "score_band_reference" not in plain.manifest.training
 
 
 def test_train_from_hub_needs_the_banded_model_for_score_band_tables(tmp_path: Path) -> None:
