@@ -32,7 +32,7 @@ from fraudscreen.privacy.release import ReleaseParameters, release_known_domain
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
 SCHEMA = BinSchema.default()
 WIDTH = len(SCHEMA.binned)
 SITES = ("shop-a", "shop-b")
