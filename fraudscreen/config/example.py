@@ -1,6 +1,6 @@
 """EXAMPLE_TOML: the commented configuration file with every setting at its default.
 
-It is the operator's reference for the settings; tests/test_config.py checks that it
+It is the operator's reference for the settings; tests/unit/config/test_defaults.py checks that it
 loads to exactly the defaults and names every setting once, so it cannot drift.
 """
 
