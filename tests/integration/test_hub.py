@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -34,22 +33,10 @@ from tests.support.hub_support import (
     bearer,
     hub_settings,
     make_batch,
-    make_keys,
     run_cli,
     running_hub,
 )
 from tests.support.service_support import drain_log, read_log_until
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, keys: Keys) -> Iterator[Hub]:
-    with running_hub(tmp_path / "hub", keys) as running:
-        yield running
 
 
 def test_health_and_reflection_name_the_sync_service(hub: Hub) -> None:

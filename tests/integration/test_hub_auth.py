@@ -4,7 +4,6 @@ logged), TLS, and mTLS naming the site by its certificate."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,20 +14,8 @@ from fraudscreen.config import TLSConfig
 from fraudscreen.hub.tokens import add_token, hash_token
 from fraudscreen.v1 import sync_pb2 as pb
 from fraudscreen.v1 import sync_pb2_grpc as pb_grpc
-from tests.support.hub_support import Hub, Keys, bearer, make_batch, make_keys, refused, running_hub
+from tests.support.hub_support import Hub, Keys, bearer, make_batch, refused, running_hub
 from tests.support.tls_material import TLSFiles, secure_channel
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, keys: Keys) -> Iterator[Hub]:
-    with running_hub(tmp_path / "hub", keys) as running:
-        yield running
-
 
 # -- authentication and authorization -----------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,35 +19,14 @@ from tests.support.hub_support import (
     SCHEMA,
     Bundles,
     Hub,
-    Keys,
     bundle_files,
     bundle_version,
     codes,
     make_batch,
-    make_bundles,
-    make_keys,
     publish,
     run_cli,
-    running_hub,
 )
 from tests.support.service_support import PANS
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, keys: Keys) -> Iterator[Hub]:
-    with running_hub(tmp_path / "hub", keys) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Bundles:
-    return make_bundles(tmp_path_factory.mktemp("bundles"), keys)
-
 
 # -- export and status --------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,22 +28,9 @@ from tests.support.hub_support import (
     codes,
     known_domain_batch,
     make_batch,
-    make_keys,
     refused,
     running_hub,
 )
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, keys: Keys) -> Iterator[Hub]:
-    with running_hub(tmp_path / "hub", keys) as running:
-        yield running
-
 
 # -- PushBatch: idempotency ---------------------------------------------------------------
 

@@ -4,11 +4,9 @@ refusal named, trusted keys, a published bin schema accepted across a restart.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from fraudscreen.binschema import BinSchema
 from fraudscreen.hub.storage import CellSum
@@ -23,29 +21,10 @@ from tests.support.hub_support import (
     codes,
     fetch,
     make_batch,
-    make_bundles,
-    make_keys,
     publish,
     refused,
     running_hub,
 )
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def hub(tmp_path: Path, keys: Keys) -> Iterator[Hub]:
-    with running_hub(tmp_path / "hub", keys) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Bundles:
-    return make_bundles(tmp_path_factory.mktemp("bundles"), keys)
-
 
 # -- releases -----------------------------------------------------------------------------
 
