@@ -280,9 +280,11 @@ def run_fleet(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gateways", type=int, default=1000)
-    parser.add_argument("--hubs", default="1,3", help="hub process counts to run, e.g. 1,3")
-    parser.add_argument("--workers", type=int, default=64, help="client threads")
+    parser.add_argument(
+        "--gateways", type=int, default=1000, help="simulated gateways, each one site-day (1000)"
+    )
+    parser.add_argument("--hubs", default="1,3", help="hub process counts to run (1,3)")
+    parser.add_argument("--workers", type=int, default=64, help="client threads (64)")
     parser.add_argument("--db", default="", help="postgresql:// URL (default: a throwaway server)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
