@@ -134,10 +134,21 @@ def run(calls: int, rounds: int, streams: int, half_open: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     defaults = ServerConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--streams", type=int, default=getattr(defaults, "max_streams", 64))
-    parser.add_argument("--half-open", type=int, default=16)
+    parser.add_argument(
+        "--calls", type=int, default=2000, help="timed fresh Screen calls per round (2000)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds, with and without (3)"
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=getattr(defaults, "max_streams", 64),
+        help="silent ScreenStream calls held open (server.max_streams)",
+    )
+    parser.add_argument(
+        "--half-open", type=int, default=16, help="Screen calls whose request never comes (16)"
+    )
     args = parser.parse_args(argv)
     print(run(args.calls, args.rounds, args.streams, args.half_open))
     return 0
