@@ -31,13 +31,14 @@ Why it is built this way:
   bounded budget) and flagged, and left out of the sync-vs-aio verdict.
 - The transport floor (``--echo`` servers: same gRPC server, a fixed answer) shows what
   gRPC itself costs per call here, so fraudscreen's own share can be read off.
-- Nothing asserts a timing: the DESIGN.md targets are printed PASS/MISS beside the numbers.
+- Nothing asserts a timing: the DESIGN.md targets, and issue 16's serving targets beside
+  the empty-handler server of the same run, are printed PASS/MISS with the numbers.
 
 This module is the entry point; the pieces live in ``loadtests/bench/``: plan (servers,
 shapes, targets), stats, traffic, in_process (section 1), servers (the server processes
 and the variants built here), clients (the load), shapes (phases measured on every
-server in turn), report and verdicts (the Markdown tables). tests/test_bench.py checks
-their parsing and summaries.
+server in turn), report, verdicts and serving_targets (the Markdown tables).
+tests/unit/loadtests/ checks their parsing, summaries and verdicts.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from loadtests.bench.report import (
     report_unary,
 )
 from loadtests.bench.servers import serve_variant
+from loadtests.bench.serving_targets import report_serving_targets
 from loadtests.bench.shapes import RetryBudget, bench_servers
 from loadtests.bench.traffic import load_requests
 from loadtests.bench.verdicts import (
@@ -96,6 +98,7 @@ def run(quick: bool) -> int:
         report_floor(results, plan),
         report_settings(results, plan),
         report_targets(in_process, results, plan),
+        report_serving_targets(in_process.screen["native"], results, plan),
         f"_Run time {time.monotonic() - began:.0f} s._",
     ]
     print("\n\n".join(sections))

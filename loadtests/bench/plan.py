@@ -19,6 +19,15 @@ TARGET_UNARY_P50_US = 250.0
 TARGET_UNARY_P99_US = 1_000.0
 TARGET_UNARY_TPS = 4_000.0
 TARGET_STREAM_TPS = 30_000.0
+# Issue 16, "The serving path": restated against the empty-handler server of the same run.
+SERVING_BATCH_SERVER_US = 35.0  # server CPU per transaction inside ScreenBatch, 1 x 100
+SERVING_BATCH_TPS = 30_000.0
+SERVING_STREAM_VS_EMPTY = 0.75  # ScreenStream tx/s, same shape as the empty handler's
+SERVING_UNARY_TPS_VS_EMPTY = 0.75  # unary c=8 throughput
+SERVING_UNARY_P50_VS_EMPTY = 1.25  # unary c=1 p50, at most this many times the empty one
+SERVING_INPROCESS_P50_US = 15.0
+SERVING_INPROCESS_P99_US = 60.0
+SERVING_STREAM_SHAPE = (4, 32)  # (streams, window each) the stream target is read at
 LIGHT_LOAD = (1, 8)  # "light load" concurrencies the unary latency target applies to
 # Light load with 8 callers: 8 terminals, each waiting an exponential think time (mean
 # PACE_SECONDS) after an answer before its next request: ~400 tx/s offered, about a tenth
@@ -117,14 +126,14 @@ FULL = Plan(
     servers=(SYNC_NATIVE, SYNC_LIGHTGBM, AIO_NATIVE, SYNC_ECHO, AIO_ECHO, SYNC_UNTUNED),
     retry_seconds=45.0,
 )
-QUICK = Plan(  # the transport floor (echo servers) is left out
+QUICK = Plan(  # only the sync empty handler: the serving targets are read against it
     in_process_transactions=5_000,
     warmup_seconds=0.5,
     latency_seconds=2.0,
     sustained_seconds=3.0,
     stream_seconds=2.0,
     batch_seconds=2.0,
-    servers=(SYNC_NATIVE, SYNC_LIGHTGBM, AIO_NATIVE),
+    servers=(SYNC_NATIVE, SYNC_LIGHTGBM, AIO_NATIVE, SYNC_ECHO),
     retry_seconds=10.0,
 )
 
