@@ -41,6 +41,12 @@ def _versus(sync: Phase, aio: Phase, metric: str) -> tuple[str, str, float]:
     return us(sync_value), us(aio_value), sync_value / aio_value
 
 
+def _load(kind: str, level: int, phase: Phase) -> str:
+    if kind == "unary":
+        return f"unary c={level}"
+    return f"{'stream' if kind == 'stream' else 'ScreenBatch'}, {phase.shape}"
+
+
 def report_sync_vs_aio(results: Results, plan: Plan) -> str:
     measures: list[tuple[str, int, str]] = [
         ("unary", level, metric) for level in plan.concurrencies for metric in ("p50", "p99", "TPS")
@@ -58,6 +64,10 @@ def report_sync_vs_aio(results: Results, plan: Plan) -> str:
             continue
         sync_value, aio_value, speedup = _versus(sync, aio, metric)
         disturbed = max(sync.foreign_cores, aio.foreign_cores) > FOREIGN_WARNING
+        if not 0 < speedup < math.inf:  # a side answered nothing: no ratio to read
+            excluded += 1
+            rows.append([_load(kind, level, sync), metric, sync_value, aio_value, "n/a", ""])
+            continue
         if disturbed:
             excluded += 1
         else:
@@ -71,15 +81,8 @@ def report_sync_vs_aio(results: Results, plan: Plan) -> str:
         if sync_echo is not None and aio_echo is not None:
             echo_sync, echo_aio, _ = _versus(sync_echo, aio_echo, metric)
             floor = f"{echo_sync} / {echo_aio}"
-        load = (
-            f"unary c={level}"
-            if kind == "unary"
-            else f"stream, {sync.shape}"
-            if kind == "stream"
-            else f"ScreenBatch, {sync.shape}"
-        )
         better += " (disturbed: not counted)" if disturbed else ""
-        rows.append([load, metric, sync_value, aio_value, better, floor])
+        rows.append([_load(kind, level, sync), metric, sync_value, aio_value, better, floor])
     wins = sum(s > 1 for s in speedups)
     mean = math.exp(sum(math.log(s) for s in speedups) / len(speedups)) if speedups else math.nan
     if not speedups:
@@ -89,7 +92,7 @@ def report_sync_vs_aio(results: Results, plan: Plan) -> str:
     else:
         winner = "grpc.aio" if mean > 1 else "sync grpc.server"
         headline = f"{winner} is faster, by {abs(mean - 1):.0%} on the geometric mean"
-    left_out = f"; {excluded} disturbed by other processes left out" if excluded else ""
+    left_out = f"; {excluded} disturbed or unanswered left out" if excluded else ""
     summary = (
         f"**Verdict: {headline}** ({len(speedups)} measures: aio better on {wins}, sync on "
         f"{len(speedups) - wins}{left_out}). Same Gateway engine, native model, clients and "

@@ -3,6 +3,7 @@ in the README's performance tables come through these."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -12,13 +13,20 @@ import pytest
 
 from fraudscreen.v1 import screening_pb2 as pb
 from loadtests.bench.clients import _Tally
-from loadtests.bench.plan import QUICK, SYNC_LIGHTGBM, SYNC_NATIVE, SYNC_UNTUNED, ServerSpec
+from loadtests.bench.plan import (
+    AIO_NATIVE,
+    QUICK,
+    SYNC_LIGHTGBM,
+    SYNC_NATIVE,
+    SYNC_UNTUNED,
+    ServerSpec,
+)
 from loadtests.bench.report import PHASE_HEADER, _rows, _table, report_unary
 from loadtests.bench.servers import ServerProcess
 from loadtests.bench.shapes import Phase, Results, _split, shapes
 from loadtests.bench.stats import Latency, ratio, us, verdict
 from loadtests.bench.traffic import TrafficCursor, frame_batch
-from loadtests.bench.verdicts import _versus
+from loadtests.bench.verdicts import _versus, report_sync_vs_aio
 
 
 def _phase(spec: ServerSpec, kind: str, concurrency: int, tps: float, p50: float = 300.0) -> Phase:
@@ -170,3 +178,11 @@ def test_sync_versus_aio_reads_a_speed_up_above_one_as_aio_better() -> None:
     sync = _phase(SYNC_NATIVE, "unary", 8, tps=3_000.0, p50=400.0)
     aio = _phase(SYNC_UNTUNED, "unary", 8, tps=6_000.0, p50=200.0)
     assert _versus(sync, aio, "TPS") == ("3,000", "6,000", 2.0)
+
+
+def test_sync_versus_aio_survives_a_side_that_answered_nothing() -> None:
+    sync = _phase(SYNC_NATIVE, "unary", 8, tps=3_000.0)
+    aio = _phase(AIO_NATIVE, "unary", 8, tps=0.0)
+    plan = dataclasses.replace(QUICK, concurrencies=(8,), stream_shapes=(), batch_shapes=())
+    section = report_sync_vs_aio({SYNC_NATIVE: [sync], AIO_NATIVE: [aio]}, plan)
+    assert "| unary c=8 | TPS | 3,000 | 0 | n/a |" in section
