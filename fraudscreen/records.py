@@ -4,7 +4,7 @@ domain imports no storage (fraudscreen.storage.journal implements them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -51,8 +51,18 @@ class RecordSink(Protocol):
         """`submit` would refuse a record now: checked before deciding anything."""
         ...
 
+    @property
+    def queue_room(self) -> int:
+        """How many more records `submit` would take now (a batch counts its own)."""
+        ...
+
     def submit(self, record: ScreenedRecord) -> None:
         """Enqueue without blocking; raises when the record cannot be kept."""
+        ...
+
+    def submit_many(self, records: Sequence[ScreenedRecord]) -> int:
+        """Enqueue a batch's records in order, in one step, as many as the queue takes now;
+        returns how many. Never raises: `submit` the rest to get each one's error."""
         ...
 
     def record_outcome(self, outcome: OutcomeRecord, timeout: float = 5.0) -> None:

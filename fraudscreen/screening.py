@@ -24,7 +24,7 @@ from fraudscreen.features.definitions import FEATURES, STATE_HORIZON_SECONDS, Fe
 from fraudscreen.features.online import OnlineFeatureStore
 from fraudscreen.model.bundle import Bundle, Thresholds
 from fraudscreen.model.compile import CompileOptions, load_explainer, load_predictor
-from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor
+from fraudscreen.model.predictor import Explainer, LightGBMPredictor, Predictor, predict_batch
 from fraudscreen.model.stacked import StackedPredictor
 from fraudscreen.policy import Decision, Policy, Reason, Verdict, top_reasons
 from fraudscreen.records import OutcomeRecord, ScreenedRecord, ScreeningJournal
@@ -163,6 +163,19 @@ class _Entry:
     done: bool = False
 
 
+class _Pending(NamedTuple):
+    """A batch item claimed and featurized, waiting for the batch's model call."""
+
+    position: int  # its place in the batch's answers
+    tx: Transaction
+    print_: str
+    entry: _Entry
+    row: list[float]
+
+
+_NOT_YET = ScreeningUnavailableError("not decided yet")  # a placeholder, always replaced
+
+
 def fingerprint(tx: Transaction) -> str:
     """What must match for a retry to be the same transaction."""
     mode = "" if tx.entry_mode is None else int(tx.entry_mode)
@@ -256,24 +269,13 @@ class ScreeningEngine:
     def screen(self, tx: Transaction) -> ScreenResult:
         """Decide on a transaction; a retry gets the first answer with `replayed=True`."""
         print_ = fingerprint(tx)
-        with self._lock:
-            entry = self._recent.get(tx.key)
-            owner = entry is None
-            if entry is None:
-                if self.journal.queue_full:
-                    raise ScreeningUnavailableError(
-                        "journal backlog is full; retry shortly (operator: check the disk)"
-                    )
-                entry = self._recent[tx.key] = _Entry(print_, self._clock(), tx.timestamp)
+        entry, owner = self._claim(tx, print_)
         if not owner:
             return self._answer_retry(entry, print_, tx)
         try:
             result, row = self._decide(tx)
         except BaseException:
-            with self._decided:
-                self._recent.pop(tx.key, None)
-                entry.done = True
-                self._decided.notify_all()
+            self._release(tx, entry)
             raise
         with self._decided:
             entry.result = result
@@ -282,15 +284,151 @@ class ScreeningEngine:
         self.journal.submit(self._record(tx, print_, result, row, entry.arrived))
         return result
 
+    def screen_batch(
+        self, items: Sequence[Transaction | Exception], stop: Callable[[], bool] = lambda: False
+    ) -> list[ScreenResult | Exception]:
+        """`screen` of each item in order, with the same answers, but batched where order
+        does not matter: features stay one by one (each item's windows include the ones
+        before it), then the model scores all rows in one call, and the journal takes all
+        records in one step. An exception among `items` (an item that failed before the
+        engine) comes back unchanged in its place; each item's own failure comes back as
+        its exception. `stop()` is asked before each item: once true, the items before it
+        are finished (decided, journaled) and returned, the rest are not screened."""
+        out: list[ScreenResult | Exception] = []
+        pending: list[_Pending] = []
+        try:
+            for item in items:
+                if stop():
+                    break
+                if isinstance(item, Exception):
+                    out.append(item)
+                    continue
+                claimed = self._claim_for_batch(item, pending, out)
+                if claimed is not None:
+                    pending.append(claimed)
+                    out.append(_NOT_YET)
+            self._settle(pending, out)
+        except BaseException:
+            for waiting in pending:
+                self._release(waiting.tx, waiting.entry)
+            raise
+        return out
+
+    def _claim_for_batch(
+        self, tx: Transaction, pending: list[_Pending], out: list[ScreenResult | Exception]
+    ) -> _Pending | None:
+        """One item's claim and features; None when its answer is already in `out`."""
+        try:
+            print_ = fingerprint(tx)
+            # the batch's own records are not queued yet: count them as `screen` would see them
+            entry, owner = self._claim(tx, print_, queued=len(pending))
+        except Exception as exc:
+            out.append(exc)
+            return None
+        if not owner:
+            if not entry.done:  # perhaps an earlier item of this batch: settle those first
+                self._settle(pending, out)
+            try:
+                out.append(self._answer_retry(entry, print_, tx))
+            except Exception as exc:
+                out.append(exc)
+            return None
+        try:
+            row = self.store.add(tx)
+        except BaseException as exc:
+            self._release(tx, entry)
+            if not isinstance(exc, Exception):
+                raise
+            out.append(exc)
+            return None
+        return _Pending(len(out), tx, print_, entry, row)
+
+    def _settle(self, pending: list[_Pending], out: list[ScreenResult | Exception]) -> None:
+        """Score, decide and journal the claimed items; `pending` is emptied."""
+        if not pending:
+            return
+        model = self.slot.current
+        scores: list[float] | None = None
+        model_rows: list[Sequence[float]] = [p.row for p in pending]
+        if model is not None:
+            if model.transform is not None:
+                model_rows = [model.transform(row) for row in model_rows]
+            try:
+                scores = predict_batch(model.predictor, model_rows)
+            except Exception:
+                scores = None  # row by row below: each row's own error for its own item
+        decided: list[tuple[_Pending, ScreenResult]] = []
+        for index, waiting in enumerate(pending):
+            try:
+                score = None if scores is None else scores[index]
+                result = self._verdict(waiting.tx, waiting.row, model, model_rows[index], score)
+            except Exception as exc:
+                self._release(waiting.tx, waiting.entry)
+                out[waiting.position] = exc
+                continue
+            decided.append((waiting, result))
+            out[waiting.position] = result
+        pending.clear()
+        with self._decided:
+            for waiting, result in decided:
+                waiting.entry.result = result
+                waiting.entry.done = True
+            self._decided.notify_all()
+        records = [
+            self._record(w.tx, w.print_, result, w.row, w.entry.arrived) for w, result in decided
+        ]
+        taken = self.journal.submit_many(records)
+        for (waiting, _), record in zip(decided[taken:], records[taken:], strict=True):
+            try:
+                self.journal.submit(record)  # the queue refused it: this raises its reason
+            except Exception as exc:
+                out[waiting.position] = exc
+
+    def _claim(self, tx: Transaction, print_: str, queued: int = 0) -> tuple[_Entry, bool]:
+        """The transaction's idempotency entry, and whether this call owns (decides) it;
+        `queued`: records this caller will submit before this one's."""
+        with self._lock:
+            entry = self._recent.get(tx.key)
+            if entry is not None:
+                return entry, False
+            if self.journal.queue_full or (queued and self.journal.queue_room <= queued):
+                raise ScreeningUnavailableError(
+                    "journal backlog is full; retry shortly (operator: check the disk)"
+                )
+            entry = self._recent[tx.key] = _Entry(print_, self._clock(), tx.timestamp)
+            return entry, True
+
+    def _release(self, tx: Transaction, entry: _Entry) -> None:
+        """A claimed transaction that failed: forgotten, so a retry screens it afresh."""
+        with self._decided:
+            self._recent.pop(tx.key, None)
+            entry.done = True
+            self._decided.notify_all()
+
     def _decide(self, tx: Transaction) -> tuple[ScreenResult, list[float]]:
         model = self.slot.current
         row = self.store.add(tx)
+        if model is None:
+            return self._verdict(tx, row, None, row, None), row
+        score, model_row = model.score(row)
+        return self._verdict(tx, row, model, model_row, score), row
+
+    def _verdict(
+        self,
+        tx: Transaction,
+        row: list[float],
+        model: ActiveModel | None,
+        model_row: Sequence[float],
+        score: float | None,
+    ) -> ScreenResult:
+        """Policy on a scored row (`score` None: score it here); stand-in with no model."""
         verdict: Verdict
         if model is None:
             verdict = self.policy.stand_in(tx)
             score, version = 0.0, STAND_IN_VERSION
         else:
-            score, model_row = model.score(row)
+            if score is None:
+                score = model.predictor.predict_row(model_row)
             verdict = self.policy.decide(
                 tx, score, model.thresholds, lambda: model.reasons(model_row)
             )
@@ -298,7 +436,7 @@ class ScreeningEngine:
             trial = self._shadow
             if trial is not None:
                 self._shadow_score(trial, tx, row, verdict.decision, score)
-        result = ScreenResult(
+        return ScreenResult(
             transaction_id=tx.transaction_id,
             terminal_id=tx.terminal_id,
             decision=verdict.decision,
@@ -307,7 +445,6 @@ class ScreeningEngine:
             model_version=version,
             stand_in=model is None,
         )
-        return result, row
 
     def _shadow_score(
         self, trial: ShadowTrial, tx: Transaction, row: list[float], live: Decision, score: float

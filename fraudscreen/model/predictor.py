@@ -34,6 +34,17 @@ class Predictor(Protocol):
     def predict_row(self, row: Sequence[float]) -> float: ...
 
 
+def predict_batch(predictor: Predictor, rows: Sequence[Sequence[float]]) -> list[float]:
+    """Scores of many rows, in one call where the predictor has `predict_batch` (the same
+    value per row as `predict_row`), else row by row: test doubles and older predictors
+    need only `predict_row`."""
+    batch = getattr(predictor, "predict_batch", None)
+    if batch is not None:
+        scores: list[float] = batch(rows)
+        return scores
+    return [predictor.predict_row(row) for row in rows]
+
+
 class Explainer(Protocol):
     """Per-feature contributions to the raw score (log-odds), for reason codes."""
 
@@ -83,7 +94,9 @@ class NativePredictor:
             if address is None:
                 raise ValueError(f"{library} has no predict function")
             # the C scorer checks the width, maps NaN to missing and zeroes the output
-            self.predict_row = fast_call(address, num_features)  # type: ignore[method-assign,assignment]
+            scorer = fast_call(address, num_features)
+            self.predict_row = scorer  # type: ignore[method-assign,assignment]
+            self.predict_batch = scorer.rows  # type: ignore[attr-defined,method-assign]
 
     def predict_row(self, row: Sequence[float]) -> float:
         if len(row) != self.num_features:
@@ -93,6 +106,10 @@ class NativePredictor:
         buffers.out[0] = 0.0
         self._predict(buffers.row, self._pred_margin, buffers.out)
         return buffers.out[0]
+
+    def predict_batch(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        """Many rows; the C scorer does them in one call (see `__init__`)."""
+        return [self.predict_row(row) for row in rows]
 
 
 class LightGBMPredictor:
@@ -115,6 +132,15 @@ class LightGBMPredictor:
             raise ValueError(f"row has {len(row)} values, the model takes {self.num_features}")
         matrix = np.asarray(row, dtype=np.float64).reshape(1, -1)
         return float(self._booster.predict(matrix, num_threads=1)[0])
+
+    def predict_batch(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        """One Booster call for many rows (each row's value is the same as alone)."""
+        if not rows:
+            return []
+        matrix = np.asarray(rows, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != self.num_features:
+            raise ValueError(f"rows must each have {self.num_features} values")
+        return [float(v) for v in self._booster.predict(matrix, num_threads=1)]
 
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._booster.predict(rows, num_threads=1), dtype=np.float64)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudscreen.binschema import BinSchema
-from fraudscreen.model.predictor import Predictor
+from fraudscreen.model.predictor import Predictor, predict_batch
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
     CountTable,
@@ -121,3 +121,13 @@ class StackedPredictor:
         deployed = self.base.predict_row(row)
         corrected = self.correction.predict_row(self.schema.transform((*row, deployed)))
         return (1.0 - self.tie_break) * corrected + self.tie_break * deployed
+
+    def predict_batch(self, rows: Sequence[Sequence[float]]) -> list[float]:
+        """`predict_row` over many rows, each model called once for the whole batch."""
+        deployed = predict_batch(self.base, rows)
+        transform = self.schema.transform
+        corrected = predict_batch(
+            self.correction, [transform((*row, d)) for row, d in zip(rows, deployed, strict=True)]
+        )
+        keep = 1.0 - self.tie_break
+        return [keep * c + self.tie_break * d for c, d in zip(corrected, deployed, strict=True)]

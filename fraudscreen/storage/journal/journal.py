@@ -35,6 +35,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 
 import structlog
 
@@ -140,6 +141,10 @@ class Journal(JournalReader):
             raise TypeError(f"submit takes a ScreenedRecord, got {type(record).__name__}")
         self._queue.put_record(record)
 
+    def submit_many(self, records: Sequence[ScreenedRecord]) -> int:
+        """A batch's records under one lock and one wake-up; `submit` the ones not taken."""
+        return self._queue.put_records(records)
+
     def record_outcome(self, outcome: OutcomeRecord, timeout: float = 5.0) -> None:
         """Write a label through the writer and wait for its commit: labels must not be lost."""
         if not isinstance(outcome, OutcomeRecord):
@@ -186,6 +191,11 @@ class Journal(JournalReader):
     def queue_depth(self) -> int:
         """Screened records waiting for the writer (what `max_queue` bounds)."""
         return self._queue.records
+
+    @property
+    def queue_room(self) -> int:
+        """How many more records `submit` would take now."""
+        return max(0, self._queue.max_records - self._queue.records)
 
     @property
     def queue_full(self) -> bool:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -151,6 +152,18 @@ class _WriteQueue:
             self.records += 1
             if len(self.items) >= self.wake_at:
                 self.cond.notify()
+
+    def put_records(self, records: Sequence[ScreenedRecord]) -> int:
+        """As many of `records` as fit, in order; the count taken (0 when closed)."""
+        with self.cond:
+            if self.closed or self.crashed:
+                return 0
+            taken = max(0, min(len(records), self.max_records - self.records))
+            self.items.extend(records[:taken])
+            self.records += taken
+            if taken and len(self.items) >= self.wake_at:
+                self.cond.notify()
+            return taken
 
     def put_command(self, command: _Command) -> None:
         with self.cond:
