@@ -111,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Service benchmark: in-process, unary, streaming and batched gRPC, "
         "sync vs aio.",
     )
-    parser.add_argument("--quick", action="store_true", help="shorter phases, only the sync empty handler (about two minutes)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter phases, only the sync empty handler (about two minutes)",
+    )
     parser.add_argument("--serve", choices=("sync", "aio"), help=argparse.SUPPRESS)
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
