@@ -241,6 +241,12 @@ class SchemaCase:
     score: Callable[[lightgbm.Booster, FloatArray], FloatArray]
 
 
+CARD_BURST_EDGES: dict[str, tuple[float, ...]] = {
+    "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW": (10.0,),
+    "CUSTOMER_ID_NB_TX_30DAY_WINDOW": (10.0,),
+    "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (3.0,),
+}
+
 # Score-band schemas tried (band quantiles, then the other dimensions); "score bands" is
 # the one chosen (see the module docstring of privacy.score_bands and the README).
 BAND_VARIANTS: dict[str, tuple[tuple[float, ...], dict[str, tuple[float, ...]]]] = {
@@ -254,6 +260,22 @@ BAND_VARIANTS: dict[str, tuple[tuple[float, ...], dict[str, tuple[float, ...]]]]
             "ENTRY_MODE": (2.0,),
             "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (1.0, 3.0),
         },
+    ),
+    # issue 13x, drift: the card-testing burst as three 2-bin codes, each an existing online
+    # feature from the site's own journal: the card's mean amount today (<= 10), its
+    # 30-day count at this site (<= 10: new to the shop) and its 1-day count (> 3); amount
+    # cut to 3 bins and entry mode dropped to keep the noise of the extra cells down
+    "score bands x card burst": (
+        BAND_QUANTILES,
+        {
+            "TX_AMOUNT": (25.0, 220.0),
+            "TERMINAL_ID_RISK_7DAY_WINDOW": (0.0, 0.2),
+            **CARD_BURST_EDGES,
+        },
+    ),
+    "score bands x card burst, 2 terminal risks": (
+        BAND_QUANTILES,
+        {"TX_AMOUNT": (25.0, 220.0), "TERMINAL_ID_RISK_7DAY_WINDOW": (0.2,), **CARD_BURST_EDGES},
     ),
     "32 score bands": (
         tuple(

@@ -15,6 +15,7 @@ from fraudscreen import history
 from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_detected_removed
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
 from fraudscreen.privacy.fleet_evaluation import (
+    BAND_VARIANTS,
     Windows,
     simulate_fleet_history,
     window_batches,
@@ -28,13 +29,16 @@ from fraudscreen.privacy.fleet_report import (
 from fraudscreen.score_bands import score_band_schema, with_scores
 
 
-def test_evaluation_batches_are_the_gateway_tables() -> None:
+@pytest.mark.parametrize("variant", ["score bands", "score bands x card burst"])
+def test_evaluation_batches_are_the_gateway_tables(variant: str) -> None:
     """One code path: the evaluation's vectorized (site, day) tables equal what each
-    gateway's `exact_table` makes of its own journal rows for that day."""
-    fleet = simulate_fleet_history(2, days=12, drift_start=None)
+    gateway's `exact_table` makes of its own journal rows for that day; also for the
+    card-burst schema (card features) on a fleet where card testing runs."""
+    burst = variant != "score bands"
+    fleet = simulate_fleet_history(2, days=12, drift_start=0 if burst else None)
     scores = np.random.default_rng(0).random(len(fleet.frame))
     rows = with_scores(fleet.features, scores)
-    schema = score_band_schema((0.2, 0.5, 0.8, 0.95), model_version="m")
+    schema = score_band_schema((0.2, 0.5, 0.8, 0.95), BAND_VARIANTS[variant][1], model_version="m")
     windows = Windows(fleet.frame[history.TX_DATETIME].min().date() + dt.timedelta(days=8), 3)
     batches = window_batches(fleet, rows, schema, windows, max_contributions=2)
     assert len(batches) == 2 * 3
