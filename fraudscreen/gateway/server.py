@@ -292,10 +292,13 @@ class Gateway:
         grace = self.config.server.grace_seconds if grace is None else grace
         log.info("gateway.draining", grace_seconds=grace)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # New calls are refused from here on, before the background workers are joined
+        # (which can take a while on a busy machine); in-flight calls get `grace` seconds.
+        drained = None if self._running is None else self._running.server.stop(grace)
         self.sync_agent.stop()
         self.updater.stop()
-        if self._running is not None:
-            self._running.server.stop(grace).wait()
+        if self._running is not None and drained is not None:
+            drained.wait()
             self.admission.stop()
             if self._running.stop_metrics is not None:
                 self._running.stop_metrics()
