@@ -47,13 +47,9 @@ class RecordSink(Protocol):
     """Where screened records and outcomes are written."""
 
     @property
-    def queue_full(self) -> bool:
-        """`submit` would refuse a record now: checked before deciding anything."""
-        ...
-
-    @property
     def queue_room(self) -> int:
-        """How many more records `submit` would take now (a batch counts its own)."""
+        """How many more records `submit` would take now: checked before deciding anything
+        (0: the queue is full; a batch counts its own records not yet submitted)."""
         ...
 
     def submit(self, record: ScreenedRecord) -> None:

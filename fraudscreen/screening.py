@@ -391,7 +391,7 @@ class ScreeningEngine:
             entry = self._recent.get(tx.key)
             if entry is not None:
                 return entry, False
-            if self.journal.queue_full or (queued and self.journal.queue_room <= queued):
+            if self.journal.queue_room <= queued:  # 0 queued: the queue is full
                 raise ScreeningUnavailableError(
                     "journal backlog is full; retry shortly (operator: check the disk)"
                 )

@@ -199,7 +199,7 @@ class Journal(JournalReader):
 
     @property
     def queue_full(self) -> bool:
-        """`submit` would refuse a record now: callers check before deciding anything."""
+        """`submit` would refuse a record now (`queue_room` is 0)."""
         return self._queue.full
 
     @property
