@@ -108,7 +108,7 @@ def _fill_response(response: pb.ScreenResponse, result: ScreenResult) -> None:
     """`to_response` into a message that already sits in its parent (no copy)."""
     response.transaction_id = result.transaction_id
     response.terminal_id = result.terminal_id
-    response.decision = _DECISIONS[result.decision]  # type: ignore[assignment]
+    response.decision = _DECISIONS[result.decision]
     response.score = result.score
     if result.reasons:
         add = response.reasons.add

@@ -9,7 +9,7 @@ latency histogram's observation count, and every request log line must agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def _family(gateway: Gateway, name: str) -> Metric:
     return next(m for m in gateway.metrics.registry.collect() if m.name == name)
 
 
-def request_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def request_lines(logs: list[MutableMapping[str, Any]]) -> list[dict[str, Any]]:
     """Request log lines without what differs by method: the method and the latency."""
     return [
         {k: v for k, v in line.items() if k not in ("method", "latency_us")}
