@@ -57,9 +57,19 @@ AMOUNT_OVER_REVIEW_LIMIT = Reason("AMOUNT_OVER_REVIEW_LIMIT")
 STAND_IN = Reason("STAND_IN")
 
 
+_APPROVED = Verdict(Decision.APPROVE, ())  # immutable: shared by every plain approval
+
+
 class Policy:
     def __init__(self, rules: PolicyRules) -> None:
         self.rules = rules
+        # no hard rule configured: a model approval is the whole verdict (the common case,
+        # decided without building a reason list per transaction)
+        self._no_rules = (
+            not rules.blocked_card_tokens
+            and rules.decline_above_minor is None
+            and rules.review_above_minor is None
+        )
 
     def thresholds(self, bundle: Thresholds) -> Thresholds:
         """The bundle's thresholds with this site's overrides applied."""
@@ -80,13 +90,15 @@ class Policy:
         explain: Callable[[], Sequence[Reason]],
     ) -> Verdict:
         """Model decision combined with hard rules; `explain` runs only for non-approvals."""
-        decision, reasons = self._rules(tx)
         if score >= thresholds.decline:
             model_decision = Decision.DECLINE
         elif score >= thresholds.review:
             model_decision = Decision.REVIEW
+        elif self._no_rules:
+            return _APPROVED
         else:
             model_decision = Decision.APPROVE
+        decision, reasons = self._rules(tx)
         if model_decision is not Decision.APPROVE:
             reasons.extend(explain())
         return Verdict(max(decision, model_decision), tuple(reasons))

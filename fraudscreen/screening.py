@@ -174,6 +174,7 @@ class _Pending(NamedTuple):
 
 
 _NOT_YET = ScreeningUnavailableError("not decided yet")  # a placeholder, always replaced
+_DECISION_NAMES = {d: d.name for d in Decision}  # an enum's .name is a property: ~0.2 µs
 
 
 def fingerprint(tx: Transaction) -> str:
@@ -436,14 +437,14 @@ class ScreeningEngine:
             trial = self._shadow
             if trial is not None:
                 self._shadow_score(trial, tx, row, verdict.decision, score)
-        return ScreenResult(
-            transaction_id=tx.transaction_id,
-            terminal_id=tx.terminal_id,
-            decision=verdict.decision,
-            score=score,
-            reasons=verdict.reasons,
-            model_version=version,
-            stand_in=model is None,
+        return ScreenResult(  # positional: kwargs cost ~0.3 µs more per transaction
+            tx.transaction_id,
+            tx.terminal_id,
+            verdict.decision,
+            score,
+            verdict.reasons,
+            version,
+            model is None,
         )
 
     def _shadow_score(
@@ -477,25 +478,25 @@ class ScreeningEngine:
     def _record(
         tx: Transaction, print_: str, result: ScreenResult, row: Sequence[float], arrived: float
     ) -> ScreenedRecord:
-        return ScreenedRecord(
-            terminal_id=tx.terminal_id,
-            transaction_id=tx.transaction_id,
-            card_token=tx.card_token,
-            timestamp=tx.timestamp,
-            amount_minor=tx.amount_minor,
-            currency=tx.currency,
-            mcc=tx.mcc,
-            entry_mode=None if tx.entry_mode is None else int(tx.entry_mode),
-            local_weekday=tx.local_weekday,
-            local_hour=tx.local_hour,
-            features=tuple(row),
-            fingerprint=print_,
-            decision=result.decision.name,
-            score=None if result.stand_in else result.score,
-            reasons_json=encode_reasons(result.reasons),
-            model_version=result.model_version,
-            stand_in=result.stand_in,
-            received_at=arrived,
+        return ScreenedRecord(  # positional, in field order: kwargs cost ~0.7 µs more
+            tx.terminal_id,
+            tx.transaction_id,
+            tx.card_token,
+            tx.timestamp,
+            tx.amount_minor,
+            tx.currency,
+            tx.mcc,
+            None if tx.entry_mode is None else int(tx.entry_mode),
+            tx.local_weekday,
+            tx.local_hour,
+            tuple(row),
+            print_,
+            _DECISION_NAMES[result.decision],
+            None if result.stand_in else result.score,
+            encode_reasons(result.reasons),
+            result.model_version,
+            result.stand_in,
+            arrived,
         )
 
     def report_outcome(

@@ -54,11 +54,6 @@ class CardWindowState:
         self._rebuild_prefix(amounts)
         return position
 
-    def window(self, position: int, seconds: int) -> tuple[int, int]:
-        """(count, amount sum) of transactions with time in (t - seconds, t] up to position."""
-        first = bisect_right(self.times, self.times[position] - seconds, 0, position + 1)
-        return position + 1 - first, self.amount_prefix[position + 1] - self.amount_prefix[first]
-
     def purge_before(self, horizon: int) -> None:
         expired = bisect_right(self.times, horizon)
         if expired >= _PURGE_BATCH or (expired and expired == len(self.times)):
@@ -96,14 +91,6 @@ class TerminalWindowState:
             if position >= 0 and self.fraud_times[position] == timestamp:
                 del self.fraud_times[position]
 
-    def delayed_window(self, now: int, seconds: int) -> tuple[int, int]:
-        """(count, fraud count) with time in (now - delay - seconds, now - delay]."""
-        end = now - _DELAY_SECONDS
-        start = end - seconds
-        count = bisect_right(self.times, end) - bisect_right(self.times, start)
-        frauds = bisect_right(self.fraud_times, end) - bisect_right(self.fraud_times, start)
-        return count, frauds
-
     def purge_before(self, horizon: int) -> None:
         expired = bisect_right(self.times, horizon)
         if expired >= _PURGE_BATCH or (expired and expired == len(self.times)):
@@ -111,38 +98,45 @@ class TerminalWindowState:
             del self.fraud_times[: bisect_right(self.fraud_times, horizon)]
 
 
-Getter = Callable[[Transaction, int, dict[int, tuple[int, int]], dict[int, tuple[int, int]]], float]
-"""(transaction, minor_per_major, card windows, terminal windows) -> one feature value."""
+Getter = Callable[[Transaction, int, list[int], list[int], list[int], list[int]], float]
+"""(transaction, minor_per_major, card counts, card amount sums, terminal counts, terminal
+fraud counts) -> one feature value. The window lists are in the order of the store's
+`_card_days` / `_terminal_days`: a getter reads its window by index, found once."""
 
 
-def _getter(spec: FeatureSpec) -> Getter:
+def _getter(spec: FeatureSpec, card_days: list[int], terminal_days: list[int]) -> Getter:
     """One small function per feature, chosen once, so a screen does no dispatching."""
-    days = spec.window_days
     match spec.kind:
         case FeatureKind.AMOUNT:
-            return lambda tx, scale, card, term: tx.amount_minor / scale
+            return lambda tx, scale, cc, cs, tc, tf: tx.amount_minor / scale
         case FeatureKind.WEEKEND:
-            return lambda tx, scale, card, term: (
+            return lambda tx, scale, cc, cs, tc, tf: (
                 1.0 if tx.local_weekday >= WEEKEND_FIRST_WEEKDAY else 0.0
             )
         case FeatureKind.NIGHT:
-            return lambda tx, scale, card, term: 1.0 if tx.local_hour <= NIGHT_LAST_HOUR else 0.0
-        case FeatureKind.CARD_COUNT:
-            return lambda tx, scale, card, term: float(card[days][0])
-        case FeatureKind.CARD_MEAN_AMOUNT:
-            return lambda tx, scale, card, term: mean_amount(card[days][1], card[days][0], scale)
-        case FeatureKind.CARD_AMOUNT_RATIO:
-            return lambda tx, scale, card, term: amount_ratio(
-                tx.amount_minor, card[days][1], card[days][0]
+            return lambda tx, scale, cc, cs, tc, tf: (
+                1.0 if tx.local_hour <= NIGHT_LAST_HOUR else 0.0
             )
-        case FeatureKind.TERMINAL_COUNT:
-            return lambda tx, scale, card, term: float(term[days][0])
-        case FeatureKind.TERMINAL_RISK:
-            return lambda tx, scale, card, term: risk(term[days][1], term[days][0])
-        case FeatureKind.ENTRY_MODE:
-            return lambda tx, scale, card, term: (
-                math.nan if tx.entry_mode is None else float(tx.entry_mode.value)
+        case FeatureKind.ENTRY_MODE:  # EntryMode is an IntEnum: float() is its code
+            return lambda tx, scale, cc, cs, tc, tf: (
+                math.nan if tx.entry_mode is None else float(tx.entry_mode)
             )
+    if spec.kind.name.startswith("CARD_"):
+        i = card_days.index(spec.window_days)
+        match spec.kind:
+            case FeatureKind.CARD_COUNT:
+                return lambda tx, scale, cc, cs, tc, tf: float(cc[i])
+            case FeatureKind.CARD_MEAN_AMOUNT:
+                return lambda tx, scale, cc, cs, tc, tf: mean_amount(cs[i], cc[i], scale)
+            case FeatureKind.CARD_AMOUNT_RATIO:
+                return lambda tx, scale, cc, cs, tc, tf: amount_ratio(tx.amount_minor, cs[i], cc[i])
+    if spec.kind.name.startswith("TERMINAL_"):
+        j = terminal_days.index(spec.window_days)
+        match spec.kind:
+            case FeatureKind.TERMINAL_COUNT:
+                return lambda tx, scale, cc, cs, tc, tf: float(tc[j])
+            case FeatureKind.TERMINAL_RISK:
+                return lambda tx, scale, cc, cs, tc, tf: risk(tf[j], tc[j])
     raise AssertionError(f"unhandled feature kind {spec.kind}")
 
 
@@ -151,21 +145,35 @@ class OnlineFeatureStore:
 
     def __init__(self, features: Iterable[FeatureSpec] = FEATURES) -> None:
         self._features = tuple(features)
-        self._getters = [_getter(spec) for spec in self._features]
         self._card_days = sorted(
             {s.window_days for s in self._features if s.kind.name.startswith("CARD_")}
         )
         self._terminal_days = sorted(
             {s.window_days for s in self._features if s.kind.name.startswith("TERMINAL_")}
         )
+        self._card_seconds = [d * SECONDS_PER_DAY for d in self._card_days]
+        self._terminal_seconds = [d * SECONDS_PER_DAY for d in self._terminal_days]
+        self._getters = [
+            _getter(spec, self._card_days, self._terminal_days) for spec in self._features
+        ]
+        self._scales: dict[str, int] = {}  # currency -> minor_per_major, as seen
         self._cards: dict[str, CardWindowState] = {}
         self._terminals: dict[str, TerminalWindowState] = {}
         self._lock = threading.Lock()
         self._latest = 0
 
     def add(self, tx: Transaction) -> list[float]:
-        """Count the transaction into its windows and return its features (NaN = missing)."""
-        scale = minor_per_major(tx.currency)
+        """Count the transaction into its windows and return its features (NaN = missing).
+
+        Card windows of W seconds: (count, amount sum) with time in (t - W, t], up to the
+        transaction's own position (a late arrival does not see later ones). Terminal
+        windows: (count, fraud count) with time in (t - delay - W, t - delay]. The
+        bisections all lengths share (the window end) are done once: this runs on every
+        screened transaction."""
+        scale = self._scales.get(tx.currency)
+        if scale is None:
+            scale = self._scales[tx.currency] = minor_per_major(tx.currency)
+        timestamp = tx.timestamp
         with self._lock:
             card = self._cards.get(tx.card_token)
             if card is None:
@@ -173,16 +181,31 @@ class OnlineFeatureStore:
             terminal = self._terminals.get(tx.terminal_id)
             if terminal is None:
                 terminal = self._terminals[tx.terminal_id] = TerminalWindowState()
-            position = card.add(tx.timestamp, tx.amount_minor)
-            card_windows = {d: card.window(position, d * SECONDS_PER_DAY) for d in self._card_days}
-            terminal_windows = {
-                d: terminal.delayed_window(tx.timestamp, d * SECONDS_PER_DAY)
-                for d in self._terminal_days
-            }
-            terminal.add(tx.timestamp)
-            if tx.timestamp > self._latest:
-                self._latest = tx.timestamp
-        return [get(tx, scale, card_windows, terminal_windows) for get in self._getters]
+            position = card.add(timestamp, tx.amount_minor)
+            times, prefix = card.times, card.amount_prefix
+            end, total = position + 1, card.amount_prefix[position + 1]
+            card_counts: list[int] = []
+            card_sums: list[int] = []
+            for seconds in self._card_seconds:
+                first = bisect_right(times, timestamp - seconds, 0, end)
+                card_counts.append(end - first)
+                card_sums.append(total - prefix[first])
+            times, frauds = terminal.times, terminal.fraud_times
+            delayed = timestamp - _DELAY_SECONDS
+            last, last_fraud = bisect_right(times, delayed), bisect_right(frauds, delayed)
+            terminal_counts: list[int] = []
+            terminal_frauds: list[int] = []
+            for seconds in self._terminal_seconds:
+                start = delayed - seconds
+                terminal_counts.append(last - bisect_right(times, start, 0, last))
+                terminal_frauds.append(last_fraud - bisect_right(frauds, start, 0, last_fraud))
+            terminal.add(timestamp)
+            if timestamp > self._latest:
+                self._latest = timestamp
+        return [
+            get(tx, scale, card_counts, card_sums, terminal_counts, terminal_frauds)
+            for get in self._getters
+        ]
 
     def observe(self, card_token: str, terminal_id: str, timestamp: int, amount_minor: int) -> None:
         """Count a past transaction in without computing features (state rebuild)."""

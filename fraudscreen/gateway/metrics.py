@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -186,6 +187,22 @@ class GatewayMetrics:
         else:
             self.stand_in.set(0)
             self.model_info.labels(version=version, predictor=predictor).set(1)
+
+
+def observe_many(histogram: Histogram, value: float, count: int) -> None:
+    """`histogram.observe(value)` `count` times, in one step: a batch's items each take
+    the batch's time share, and 100 observe calls cost ~70 µs. prometheus_client has no
+    public call for it, so this adds to the same sum and bucket observe would (its
+    internals since 0.4); without them it falls back to observing one by one."""
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    total = getattr(histogram, "_sum", None)
+    if buckets is None or bounds is None or total is None:
+        for _ in range(count):
+            histogram.observe(value)
+        return
+    total.inc(value * count)
+    buckets[bisect_left(bounds, value)].inc(count)  # the first bound >= value, as observe
 
 
 class _Recent:

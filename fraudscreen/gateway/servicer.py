@@ -12,7 +12,7 @@ from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from fraudscreen.config import RequestLogging
-from fraudscreen.gateway.metrics import GatewayMetrics
+from fraudscreen.gateway.metrics import GatewayMetrics, observe_many
 from fraudscreen.gateway.validation import RequestValidator
 from fraudscreen.policy import Decision
 from fraudscreen.rpc.parsing import decoded, lenient_parser
@@ -38,6 +38,7 @@ log = structlog.get_logger("fraudscreen.requests")
 SCREENING_SERVICE = pb.DESCRIPTOR.services_by_name["Screening"].full_name
 _EMPTY_SCREEN = pb.ScreenRequest()
 UNARY_METHODS = ("Screen", "ScreenBatch", "ReportOutcome")
+_BATCH = "ScreenBatch"
 STREAM_METHODS = ("ScreenStream",)
 MAX_BATCH = 500
 # Worst case of one ScreenStreamResponse: 64-character ids (twice), three reason codes,
@@ -101,6 +102,21 @@ def to_response(result: ScreenResult) -> pb.ScreenResponse:
         stand_in=result.stand_in,
         replayed=result.replayed,
     )
+
+
+def _fill_response(response: pb.ScreenResponse, result: ScreenResult) -> None:
+    """`to_response` into a message that already sits in its parent (no copy)."""
+    response.transaction_id = result.transaction_id
+    response.terminal_id = result.terminal_id
+    response.decision = _DECISIONS[result.decision]
+    response.score = result.score
+    if result.reasons:
+        add = response.reasons.add
+        for r in result.reasons:
+            add(code=r.code, feature=r.feature, contribution=r.contribution)
+    response.model_version = result.model_version
+    response.stand_in = result.stand_in
+    response.replayed = result.replayed
 
 
 class _MetricChildren:
@@ -229,13 +245,50 @@ class ScreeningServicer:
         outcomes = self._engine.screen_batch(items, lambda: time.monotonic() >= ends)
         # each item's share of the batch's time: what one item cost, as Screen's latency is
         share = (time.perf_counter() - started) / max(1, len(outcomes))
-        results = [
-            self._answer("ScreenBatch", request, outcome, share)
-            for request, outcome in zip(requests, outcomes, strict=False)
-        ]
+        reply = self._batch_answers(requests, outcomes, share)
         if len(outcomes) < len(requests):
             self._deadline_passed(context, len(outcomes), len(requests))
-        return pb.ScreenBatchResponse(results=results)
+        return reply
+
+    def _batch_answers(
+        self,
+        requests: list[pb.ScreenRequest],
+        outcomes: list[ScreenResult | Exception],
+        share: float,
+    ) -> pb.ScreenBatchResponse:
+        """`_answer` of every screened item, built in place in the reply (a separate
+        ScreenResponse per item, copied into its result, cost ~1.6 µs more a transaction),
+        and counted once per batch: a request counter goes up by its items' number, the
+        latency histogram takes each item's `share`, log lines stay one per item."""
+        reply = pb.ScreenBatchResponse()
+        add = reply.results.add
+        tally: dict[tuple[str, str], int] = {}
+        log_each = self._log_flagged
+        for request, outcome in zip(requests, outcomes, strict=False):
+            if isinstance(outcome, Exception):
+                status = classify(outcome)
+                add(
+                    transaction_id=request.transaction_id, terminal_id=request.terminal_id
+                ).error.CopyFrom(status)
+                key = (code_name(status), "")
+                if log_each:
+                    self._log(_BATCH, status, None, share, request)
+            else:
+                _fill_response(
+                    add(
+                        transaction_id=outcome.transaction_id, terminal_id=outcome.terminal_id
+                    ).response,
+                    outcome,
+                )
+                key = ("OK", outcome.decision.name)
+                if log_each:
+                    self._log(_BATCH, None, outcome, share, request)
+            tally[key] = tally.get(key, 0) + 1
+        for (code, decision), count in tally.items():
+            self._children.requests(_BATCH, code, decision).inc(count)
+        if outcomes:
+            observe_many(self._children.latency(_BATCH), share, len(outcomes))
+        return reply
 
     def _deadline_passed(self, context: grpc.ServicerContext, screened: int, total: int) -> None:
         """Stop a batch whose caller has stopped waiting: count and log what was left."""
@@ -341,17 +394,30 @@ class ScreeningServicer:
     ) -> None:
         self._children.latency(method).observe(elapsed)
         if result is not None:
-            decision = result.decision.name
-            self._children.requests(method, "OK", decision).inc()
-            if self._log_approvals or (
-                self._log_flagged and result.decision is not Decision.APPROVE
-            ):
+            self._children.requests(method, "OK", result.decision.name).inc()
+        else:
+            code = code_name(status) if status is not None else "UNKNOWN"
+            self._children.requests(method, code, "").inc()
+        if self._log_flagged:
+            self._log(method, status, result, elapsed, request)
+
+    def _log(
+        self,
+        method: str,
+        status: status_pb2.Status | None,
+        result: ScreenResult | None,
+        elapsed: float,
+        request: pb.ScreenRequest,
+    ) -> None:
+        """The request's log line, when `logging.requests` asks for it ("none": never)."""
+        if result is not None:
+            if self._log_approvals or result.decision is not Decision.APPROVE:
                 log.info(
                     "screened",
                     method=method,
                     terminal_id=result.terminal_id,
                     transaction_id=result.transaction_id,
-                    decision=decision,
+                    decision=result.decision.name,
                     score=round(result.score, 6),
                     reasons=[r.code for r in result.reasons],
                     model_version=result.model_version,
@@ -360,16 +426,12 @@ class ScreeningServicer:
                     latency_us=round(elapsed * 1e6, 1),
                 )
             return
-        code = code_name(status) if status is not None else "UNKNOWN"
-        self._children.requests(method, code, "").inc()
-        if not self._log_flagged:
-            return
         log.info(
             "rejected",
             method=method,
             terminal_id=request.terminal_id[:64],
             transaction_id=request.transaction_id[:64],
-            code=code,
+            code=code_name(status) if status is not None else "UNKNOWN",
             message=status.message if status is not None else "",
             latency_us=round(elapsed * 1e6, 1),
         )

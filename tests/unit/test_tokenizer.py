@@ -31,3 +31,12 @@ def test_tokenize_lines_skips_blanks_and_stops_at_the_first_bad_line() -> None:
     assert next(tokens) == tokenizer.tokenize("5500000000000004")
     with pytest.raises(NotACardNumberError, match=r"^line 4: not a card number \(12-19"):
         next(tokens)  # the Luhn digit is wrong; line numbers count the blank line
+
+
+@pytest.mark.parametrize("length", [32, 63, 64, 65, 200])
+def test_token_is_hmac_for_any_key_length(length: int) -> None:
+    """Keys longer than SHA-256's 64-byte block are hashed first, as HMAC says."""
+    key = bytes((7 * i + length) % 256 for i in range(length))
+    tokenizer = CardTokenizer(key)
+    for pan in ("4111111111111111", "5500000000000004", "4000001234567899123"):
+        assert tokenizer.tokenize(pan) == hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()

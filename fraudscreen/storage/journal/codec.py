@@ -67,7 +67,82 @@ def _unpack_features(blob: bytes) -> tuple[float, ...]:
 
 
 def _encode_record(record: ScreenedRecord) -> tuple[object, ...]:
-    """The row for INSERT; a NaN score is stored as NULL (SQLite has no NaN) and reads None."""
+    """The row for INSERT; a NaN score is stored as NULL (SQLite has no NaN) and reads None.
+
+    The writer encodes every screened record, so a record that is plainly fine (ASCII
+    text, plain ints in range, float times and score) takes one combined test; anything
+    else goes through the field-by-field checks, which name what is wrong. Both give the
+    same row for a record both accept."""
+    (
+        terminal_id,
+        transaction_id,
+        card_token,
+        timestamp,
+        amount_minor,
+        currency,
+        mcc,
+        entry_mode,
+        weekday,
+        hour,
+        features,
+        print_,
+        decision,
+        score,
+        reasons,
+        version,
+        stand_in,
+        received_at,
+    ) = record
+    try:
+        text = "".join(
+            (terminal_id, transaction_id, card_token, currency, print_, decision, reasons, version)
+        )
+    except TypeError:
+        return _encode_checked(record)
+    if (
+        text.isascii()
+        and type(timestamp) is int
+        and type(amount_minor) is int
+        and type(weekday) is int
+        and type(hour) is int
+        and (mcc is None or type(mcc) is int)
+        and (entry_mode is None or type(entry_mode) is int)
+        and min(timestamp, amount_minor, weekday, hour, mcc or 0, entry_mode or 0) >= _INT64_MIN
+        and max(timestamp, amount_minor, weekday, hour, mcc or 0, entry_mode or 0) <= _INT64_MAX
+        and type(features) is tuple
+        and (score is None or (type(score) is float and score == score))  # NaN != NaN
+        and type(received_at) is float
+        and received_at == received_at
+    ):
+        try:
+            blob = _features_struct(len(features)).pack(*features)
+        except (struct.error, TypeError):
+            return _encode_checked(record)
+        return (
+            terminal_id,
+            transaction_id,
+            card_token,
+            timestamp,
+            amount_minor,
+            currency,
+            mcc,
+            entry_mode,
+            weekday,
+            hour,
+            blob,
+            print_,
+            decision,
+            score,
+            reasons,
+            version,
+            1 if stand_in else 0,
+            received_at,
+        )
+    return _encode_checked(record)
+
+
+def _encode_checked(record: ScreenedRecord) -> tuple[object, ...]:
+    """`_encode_record` field by field: raises _RecordError naming the first bad field."""
     score = record.score
     if score is not None:
         if not isinstance(score, int | float):
