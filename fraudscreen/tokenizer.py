@@ -8,6 +8,7 @@ key a token cannot be reversed by hashing all card numbers of a BIN range.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -23,8 +24,6 @@ log = structlog.get_logger(__name__)
 
 KEY_BYTES = 32
 CARD_NUMBER = re.compile(r"[0-9]{12,19}")  # ASCII digits only: a PAN as terminals send it
-_INNER_PAD = bytes(x ^ 0x36 for x in range(256))  # RFC 2104's ipad and opad, as tables
-_OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class SiteKeyError(RuntimeError):
@@ -79,20 +78,15 @@ class CardTokenizer:
     def __init__(self, key: bytes) -> None:
         if len(key) < KEY_BYTES:
             raise ValueError(f"tokenization key needs at least {KEY_BYTES} bytes")
-        # HMAC (RFC 2104) with its two keyed SHA-256 states made once, as `hmac` itself
-        # does inside one call: copying them per PAN costs ~0.7 µs, `hmac.new` ~1.8 µs.
-        block = hashlib.sha256().block_size
-        padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
-        self._inner = hashlib.sha256(padded.translate(_INNER_PAD))
-        self._outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+        # the keyed HMAC state made once and copied per PAN (stdlib `hmac`, OpenSSL
+        # underneath): ~1.1 µs a PAN against ~1.5 µs for `hmac.new` each time
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def tokenize(self, pan: str) -> str:
-        """HMAC-SHA256(site key, PAN) as hex: `hmac.new(key, pan, sha256).hexdigest()`."""
-        inner = self._inner.copy()
-        inner.update(pan.encode("ascii"))
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        """HMAC-SHA256(site key, PAN) as hex."""
+        mac = self._keyed.copy()
+        mac.update(pan.encode("ascii"))
+        return mac.hexdigest()
 
     def __repr__(self) -> str:  # never show the key
         return "CardTokenizer(<key hidden>)"

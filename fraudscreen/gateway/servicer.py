@@ -89,23 +89,14 @@ def classify(exc: Exception) -> status_pb2.Status:
 
 
 def to_response(result: ScreenResult) -> pb.ScreenResponse:
-    return pb.ScreenResponse(
-        transaction_id=result.transaction_id,
-        terminal_id=result.terminal_id,
-        decision=_DECISIONS[result.decision],
-        score=result.score,
-        reasons=[
-            pb.ReasonCode(code=r.code, feature=r.feature, contribution=r.contribution)
-            for r in result.reasons
-        ],
-        model_version=result.model_version,
-        stand_in=result.stand_in,
-        replayed=result.replayed,
-    )
+    response = pb.ScreenResponse()
+    _fill_response(response, result)
+    return response
 
 
 def _fill_response(response: pb.ScreenResponse, result: ScreenResult) -> None:
-    """`to_response` into a message that already sits in its parent (no copy)."""
+    """A result's answer into a message that may already sit in its parent (a batch's reply:
+    no copy)."""
     response.transaction_id = result.transaction_id
     response.terminal_id = result.terminal_id
     response.decision = _DECISIONS[result.decision]

@@ -118,26 +118,8 @@ def _encode_record(record: ScreenedRecord) -> tuple[object, ...]:
             blob = _features_struct(len(features)).pack(*features)
         except (struct.error, TypeError):
             return _encode_checked(record)
-        return (
-            terminal_id,
-            transaction_id,
-            card_token,
-            timestamp,
-            amount_minor,
-            currency,
-            mcc,
-            entry_mode,
-            weekday,
-            hour,
-            blob,
-            print_,
-            decision,
-            score,
-            reasons,
-            version,
-            1 if stand_in else 0,
-            received_at,
-        )
+        # the record's own fields in column order, but the packed features and stand_in as 0/1
+        return (*record[:10], blob, *record[11:16], 1 if stand_in else 0, received_at)
     return _encode_checked(record)
 
 
