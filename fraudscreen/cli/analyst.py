@@ -513,7 +513,7 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         "--epsilons",
         type=epsilons,
         default=None,
-        help="epsilons per period to compare, comma-separated (fleet: 0.5,1,2,4; with "
+        help="epsilons per card and day to compare, comma-separated (fleet: 0.5,1,2,4; with "
         "HISTORY: 0.5,1,2,4,8)",
     )
     group.add_argument(

@@ -127,12 +127,14 @@ max_clock_skew_seconds = 300.0
 
 [privacy]
 # What leaves the site, per period: DP counts over the model's bin schema (README, Privacy).
-epsilon_per_period = 1.0
+# Epsilon per card per day at this site; a period of N days is charged N x this.
+epsilon_per_day = 1.0
 # Only the "threshold" mechanism spends delta; "known_domain" is pure epsilon-DP.
 delta = 1e-7
-# Transactions per card per period that count (contribution bound).
+# Transactions per card per day that count (contribution bound).
 max_contributions = 2
-period_days = 1
+# Days per released table (one table, one noise draw, for the whole period).
+period_days = 7
 # Wait this long for chargebacks before releasing a period.
 label_maturity_days = 14
 # Lifetime epsilon; once spent, nothing more leaves this site.

@@ -255,10 +255,12 @@ class LoggingConfig:
 class PrivacyConfig:
     """What leaves the site: differentially private counts, per period (README, Privacy)."""
 
-    epsilon_per_period: float = 1.0  # per card, per period, at this site
+    epsilon_per_day: float = 1.0  # per card, per day, at this site
     delta: float = 1e-7
-    max_contributions: int = 2  # transactions per card per period that count
-    period_days: int = 1
+    max_contributions: int = 2  # transactions per card per day that count
+    # days per released table: the noise is per table, so a week's table carries 1/7 of the
+    # noise variance of seven daily ones for the same epsilon per card and day (README)
+    period_days: int = 7
     label_maturity_days: int = 14  # wait this long for chargebacks before releasing
     epsilon_budget: float = 365.0  # lifetime total; releases stop once spent
     # "known_domain": every cell of the schema's public domain, discrete Laplace, pure DP;
@@ -266,7 +268,7 @@ class PrivacyConfig:
     mechanism: ReleaseMechanism = "known_domain"
 
     def __post_init__(self) -> None:
-        check_range("epsilon_per_period", self.epsilon_per_period, 0, 50, low_open=True)
+        check_range("epsilon_per_day", self.epsilon_per_day, 0, 50, low_open=True)
         check_range("delta", self.delta, 0, 1e-3, low_open=True)
         check_range("max_contributions", self.max_contributions, 1, 1000)
         check_range("period_days", self.period_days, 1, 31)

@@ -224,7 +224,7 @@ class Gateway:
             log.info(
                 "sync.started",
                 hub=self.config.sync.hub,
-                epsilon_per_period=self.config.privacy.epsilon_per_period,
+                epsilon_per_day=self.config.privacy.epsilon_per_day,
             )
         log.info("gateway.ready", port=self.port, stand_in=self.engine.stand_in_active)
 

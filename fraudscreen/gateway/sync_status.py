@@ -23,7 +23,8 @@ def sync_status(config: GatewayConfig) -> SyncStatus:
     lines = [
         f"site {config.site.id} -> hub {config.sync.hub or '(none: sync disabled)'}",
         f"periods released: {status.periods} (epsilon spent {status.spent:g} of budget "
-        f"{status.budget:g}, {config.privacy.epsilon_per_period:g} per period)",
+        f"{status.budget:g}, {config.privacy.epsilon_per_day:g} per card and day, "
+        f"{config.privacy.period_days} days per period)",
         f"batches acknowledged by the hub: {status.sent}; waiting: {status.pending}"
         + (f" (oldest {status.oldest_pending_period})" if status.pending else ""),
     ]

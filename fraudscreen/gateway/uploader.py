@@ -20,7 +20,7 @@ import structlog
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
-from fraudscreen.privacy.aggregate import LabelledRow, Period, due_periods, exact_table
+from fraudscreen.privacy.aggregate import DAY, LabelledRow, Period, due_periods, exact_table
 from fraudscreen.privacy.release import ReleaseParameters
 from fraudscreen.score_bands import reads_score, with_score
 from fraudscreen.storage.journal import Journal
@@ -105,7 +105,7 @@ class SyncAgent(HubWorker):
     @property
     def params(self) -> ReleaseParameters:
         return ReleaseParameters(
-            self.privacy.epsilon_per_period, self.privacy.delta, self.privacy.max_contributions
+            self.privacy.epsilon_per_day, self.privacy.delta, self.privacy.max_contributions
         )
 
     def release_due(self) -> list[str]:
@@ -144,7 +144,7 @@ class SyncAgent(HubWorker):
                     "privacy.period_released",
                     period=period.name,
                     batch_id=batch,
-                    epsilon=self.privacy.epsilon_per_period,
+                    epsilon=self.privacy.epsilon_per_day,
                     mechanism=self.privacy.mechanism,
                 )
         return released
@@ -170,6 +170,7 @@ class SyncAgent(HubWorker):
                 transaction_key=f"{record.terminal_id}:{record.transaction_id}",
                 features=with_score(record.features, record.score) if scored else record.features,
                 is_fraud=bool(outcome and outcome.is_fraud),
+                day=record.timestamp // DAY,
             )
 
     def push_pending(self) -> int:

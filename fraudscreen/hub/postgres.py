@@ -209,7 +209,9 @@ class PostgresHubStore:
     def sites_summary(self) -> list[SiteSummary]:
         with self._transaction() as conn:
             rows = conn.execute(
-                "SELECT site_id, COUNT(*), COUNT(DISTINCT period), MAX(period), SUM(epsilon),"
+                # epsilon is per card and day: a period of d days cost d times it
+                "SELECT site_id, COUNT(*), COUNT(DISTINCT period), MAX(period),"
+                " SUM(epsilon * period_days),"
                 " string_agg(DISTINCT schema_hash, ','), MAX(received_at)"
                 ' FROM batches GROUP BY site_id ORDER BY site_id COLLATE "C"'
             ).fetchall()

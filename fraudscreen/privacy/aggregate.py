@@ -1,10 +1,12 @@
 """From journaled transactions to one exact (site, period) cell table, ready for DP release.
 
-Per period (a UTC day by default) and only once its labels have had time to mature:
-each transaction becomes a cell of bin codes (from the feature row the gateway scored, so
-aggregates see exactly what serving saw) with its label from reported outcomes, and each
-card contributes at most m transactions (chosen by a keyed hash, so the choice depends on
-that card's own transactions only and is not biased towards early hours).
+Per period (`privacy.period_days` UTC days) and only once its labels have had time to
+mature: each transaction becomes a cell of bin codes (from the feature row the gateway
+scored, so aggregates see exactly what serving saw) with its label from reported outcomes,
+and each card contributes at most m transactions per UTC day (chosen by a keyed hash, so
+the choice depends on that card's own transactions only and is not biased towards early
+hours). The privacy unit is one card's day at this site: a table of several days is noised
+for one card-day's m rows, and charged epsilon once per day it covers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class LabelledRow:
     transaction_key: str
     features: tuple[float, ...]
     is_fraud: bool
+    day: int = 0  # UTC day number (epoch seconds // DAY): each card is bounded per day
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,13 @@ def due_periods(
 
 
 def bound_contributions(rows: Iterable[LabelledRow], max_per_card: int) -> list[LabelledRow]:
-    """At most `max_per_card` rows per card, picked by a hash of the transaction key."""
+    """At most `max_per_card` rows per card and day, picked by a hash of the transaction key."""
     rows = list(rows)
     keep = bounded_mask(
-        [r.card_token for r in rows], key_digests([r.transaction_key for r in rows]), max_per_card
+        [r.card_token for r in rows],
+        key_digests([r.transaction_key for r in rows]),
+        max_per_card,
+        np.asarray([r.day for r in rows], dtype=np.int64),
     )
     return [row for row, kept in zip(rows, keep.tolist(), strict=True) if kept]
 

@@ -56,6 +56,8 @@ from fraudscreen.privacy.release import ReleaseParameters, release_known_domain
 from fraudscreen.score_bands import (
     BAND_FEATURE_EDGES,
     BAND_QUANTILES,
+    BAND_QUANTILES_16,
+    CARD_BURST_EDGES,
     band_edges,
     score_band_schema,
     with_scores,
@@ -113,7 +115,7 @@ class FleetEvaluationConfig:
     windows: Windows
     epsilons: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     # today's feature bins are the baseline, measured at the goal's epsilon only (a
-    # 2,430-cell release per batch costs 3x the noise draws of the 720-cell one)
+    # 2,430-cell release per batch costs 2x the noise draws of the 1,152-cell one)
     baseline_epsilons: tuple[float, ...] = (1.0,)
     draws: int = 3
     max_contributions: int = 2
@@ -121,6 +123,7 @@ class FleetEvaluationConfig:
     aggregate: AggregateTrainingConfig = field(default_factory=AggregateTrainingConfig)
     raw_trees: int = 150
     raw_max_genuine: int = 600_000
+    period_days: int = 7  # the gateway's default `privacy.period_days`
 
     def params(self, epsilon: float) -> ReleaseParameters:
         return ReleaseParameters(epsilon, 1e-7, self.max_contributions)
@@ -202,23 +205,30 @@ def window_batches(
     schema: BinSchema,
     windows: Windows,
     max_contributions: int,
+    period_days: int = 1,
 ) -> list[ExactTable]:
-    """Exact bounded tables of every (site, day) of the aggregate window, by the gateway's
-    path (`cell_counts`); empty batches included (a site still releases its domain)."""
+    """Exact bounded tables of every (site, period) of the aggregate window, by the
+    gateway's path (`cell_counts`): each card keeps at most `max_contributions` rows per
+    site and *day* (the privacy unit), one table per site and `period_days`; empty batches
+    included (a site still releases its domain)."""
+    if windows.aggregate_days % period_days:
+        raise ValueError("the aggregate window must hold whole periods")
+    periods = windows.aggregate_days // period_days
     day = _days_from(fleet.frame, windows.aggregate_start)
     inside = np.flatnonzero((day >= 0) & (day < windows.aggregate_days))
-    groups = fleet.site_of[inside] * windows.aggregate_days + day[inside]
+    card_days = fleet.site_of[inside] * windows.aggregate_days + day[inside]
+    groups = fleet.site_of[inside] * periods + day[inside] // period_days
     frame = fleet.frame.iloc[inside]
     keys = (
         frame[history.TERMINAL_ID].astype(str) + ":" + frame[history.TRANSACTION_ID].astype(str)
     ).tolist()
     keep = bounded_mask(
-        frame[history.CUSTOMER_ID].to_numpy(), key_digests(keys), max_contributions, groups
+        frame[history.CUSTOMER_ID].to_numpy(), key_digests(keys), max_contributions, card_days
     )
     codes = cell_codes(schema, scored_rows[inside][keep])
     labels = frame[history.TX_FRAUD].to_numpy()[keep]
     tables = count_cells(codes, labels, groups[keep])
-    return [tables.get(g, {}) for g in range(fleet.sites * windows.aggregate_days)]
+    return [tables.get(g, {}) for g in range(fleet.sites * periods)]
 
 
 def release_all(
@@ -241,68 +251,29 @@ class SchemaCase:
     score: Callable[[lightgbm.Booster, FloatArray], FloatArray]
 
 
-CARD_BURST_EDGES: dict[str, tuple[float, ...]] = {
-    "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW": (10.0,),
-    "CUSTOMER_ID_NB_TX_30DAY_WINDOW": (10.0,),
-    "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (3.0,),
+Edges = dict[str, tuple[float, ...]]
+AMOUNT_5: Edges = {"TX_AMOUNT": (25.0, 60.0, 120.0, 220.0)}
+RISK_3: Edges = {"TERMINAL_ID_RISK_7DAY_WINDOW": (0.0, 0.2)}
+ENTRY_3: Edges = {"ENTRY_MODE": (2.0,)}
+CARD_BURST_3: Edges = {
+    "TX_AMOUNT": (25.0, 220.0),
+    "TERMINAL_ID_RISK_7DAY_WINDOW": (0.2,),
+    **CARD_BURST_EDGES,
 }
 
 # Score-band schemas tried (band quantiles, then the other dimensions); "score bands" is
-# the one chosen (see the module docstring of privacy.score_bands and the README).
-BAND_VARIANTS: dict[str, tuple[tuple[float, ...], dict[str, tuple[float, ...]]]] = {
+# the one chosen and shipped (`score_bands`; why: README, "The cost of privacy").
+BAND_VARIANTS: dict[str, tuple[tuple[float, ...], Edges]] = {
     "score bands": (BAND_QUANTILES, BAND_FEATURE_EDGES),
-    "score bands x amount": (BAND_QUANTILES, {"TX_AMOUNT": (25.0, 60.0, 120.0, 220.0)}),
-    "score bands only": (BAND_QUANTILES, {}),
-    "score bands x amount x entry x card 1-day count": (
-        BAND_QUANTILES,
-        {
-            "TX_AMOUNT": (25.0, 60.0, 120.0, 220.0),
-            "ENTRY_MODE": (2.0,),
-            "CUSTOMER_ID_NB_TX_1DAY_WINDOW": (1.0, 3.0),
-        },
-    ),
-    # issue 13x, drift: the card-testing burst as three 2-bin codes, each an existing online
-    # feature from the site's own journal: the card's mean amount today (<= 10), its
-    # 30-day count at this site (<= 10: new to the shop) and its 1-day count (> 3); amount
-    # cut to 3 bins and entry mode dropped to keep the noise of the extra cells down
-    "score bands x card burst": (
-        BAND_QUANTILES,
-        {
-            "TX_AMOUNT": (25.0, 220.0),
-            "TERMINAL_ID_RISK_7DAY_WINDOW": (0.0, 0.2),
-            **CARD_BURST_EDGES,
-        },
-    ),
-    "score bands x card burst, 2 terminal risks": (
-        BAND_QUANTILES,
-        {"TX_AMOUNT": (25.0, 220.0), "TERMINAL_ID_RISK_7DAY_WINDOW": (0.2,), **CARD_BURST_EDGES},
-    ),
-    "32 score bands": (
-        tuple(
-            sorted(
-                set(BAND_QUANTILES)
-                | {
-                    0.3,
-                    0.65,
-                    0.85,
-                    0.93,
-                    0.96,
-                    0.975,
-                    0.9875,
-                    0.9915,
-                    0.994,
-                    0.9955,
-                    0.9965,
-                    0.9975,
-                    0.99825,
-                    0.99875,
-                    0.9993,
-                    0.9996,
-                }
-            )
-        ),
-        BAND_FEATURE_EDGES,
-    ),
+    # 16 bands x amount x terminal risk x entry mode (720 cells): the schema until 2026-12
+    "16 score bands, 720 cells": (BAND_QUANTILES_16, {**AMOUNT_5, **RISK_3, **ENTRY_3}),
+    "16 score bands x amount": (BAND_QUANTILES_16, AMOUNT_5),
+    "16 score bands only": (BAND_QUANTILES_16, {}),
+    "16 score bands x card burst": (BAND_QUANTILES_16, CARD_BURST_3),
+    "16 score bands x card burst x entry": (BAND_QUANTILES_16, BAND_FEATURE_EDGES),
+    "4 score bands x card burst": ((0.9, 0.98, 0.995), CARD_BURST_3),
+    "6 score bands x card burst": ((0.8, 0.95, 0.98, 0.99, 0.995), CARD_BURST_3),
+    "8 score bands x card burst": (BAND_QUANTILES, CARD_BURST_3),
 }
 
 
@@ -383,7 +354,9 @@ def evaluate_fleet(
 
     for case in schema_cases(config.schemas, training_scores, config):
         say(f"{case.name}: {case.schema.domain_size()} cells, exact tables")
-        batches = window_batches(fleet, scored, case.schema, w, config.max_contributions)
+        batches = window_batches(
+            fleet, scored, case.schema, w, config.max_contributions, config.period_days
+        )
         exact = sum_tables(exact_as_released(b) for b in batches)
         booster = case.train(exact)
         rows.append(

@@ -150,7 +150,8 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
 def format_fleet_report(
     results: Sequence[FleetResult], config: FleetRunConfig, seconds: float
 ) -> str:
-    w = config.evaluation().windows
+    evaluation = config.evaluation()
+    w = evaluation.windows
     test = w.test
     lines = [
         "# Fleet learning from DP aggregates vs. raw rows",
@@ -159,9 +160,11 @@ def format_fleet_report(
         "(`fraudscreen simulate --sites N`), features from each site's own journal",
         f"- shipped model: raw rows {w.shipped_train_end - dt.timedelta(days=7)} .. "
         f"{w.shipped_train_end} (exclusive); its score bands from its own training rows",
-        f"- aggregate window: {w.aggregate_start} .. {w.aggregate_end} (exclusive): one batch "
-        "per site and day, ≤ 2 transactions per card, site and day, known-domain release "
-        "(OpenDP discrete Laplace), ε per card per site per day",
+        f"- aggregate window: {w.aggregate_start} .. {w.aggregate_end} (exclusive): one table "
+        f"per site and {evaluation.period_days}-day period (`privacy.period_days`), "
+        f"≤ {evaluation.max_contributions} transactions per card, site and day, known-domain "
+        "release (OpenDP discrete Laplace) noised for one card's day, ε per card per site "
+        "per day",
         f"- test week: {test.test_start} .. {test.test_end} (exclusive), cards known "
         "compromised removed (handbook); Card Precision@100 with the handbook's rule (cards "
         "detected on an earlier test day removed before ranking)",

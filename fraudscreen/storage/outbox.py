@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudscreen.binschema import BinSchema, Cell
-from fraudscreen.privacy.aggregate import Period
+from fraudscreen.privacy.aggregate import DAY, Period
 from fraudscreen.privacy.composition import release_composed, share
 from fraudscreen.privacy.release import (
     MECHANISMS,
@@ -176,7 +176,9 @@ class PrivacyOutbox:
         (`privacy.composition`): each of the k tables gets epsilon / k, the ledger gets one
         row per table (their sum is the period's spend), all in ONE SQLite transaction after
         the budget check. Tables already released for the period are skipped (they were
-        charged their share then). Returns the new batch ids."""
+        charged their share then). `params.epsilon` is per card and day (the privacy unit):
+        a period of d days is charged d times it, what d daily tables would cost. Returns
+        the new batch ids."""
         if mechanism not in MECHANISMS:
             raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
         hashes = [schema.hash for schema, _ in parts]
@@ -200,7 +202,8 @@ class PrivacyOutbox:
                 spent = conn.execute(
                     "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger"
                 ).fetchone()[0]
-                needed = each.epsilon * len(todo)
+                days = (period.end - period.start) // DAY
+                needed = each.epsilon * len(todo) * days
                 if spent + needed > self.budget + 1e-12:
                     raise BudgetExhaustedError(
                         f"privacy budget exhausted: spent epsilon {spent:g} of {self.budget:g}; "
@@ -211,7 +214,9 @@ class PrivacyOutbox:
                 tables = release_composed(
                     mechanism,
                     [(exact(), schema) for schema, exact in todo],
-                    ReleaseParameters(needed, each.delta * len(todo), params.max_contributions),
+                    ReleaseParameters(
+                        each.epsilon * len(todo), each.delta * len(todo), params.max_contributions
+                    ),
                 )
                 now = time.time()
                 batches = []
@@ -221,7 +226,7 @@ class PrivacyOutbox:
                     conn.execute(
                         "INSERT INTO privacy_ledger (batch_id, period, schema_hash, epsilon,"
                         " delta, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (batch, period.name, schema.hash, table.epsilon, table.delta, now),
+                        (batch, period.name, schema.hash, table.epsilon * days, table.delta, now),
                     )
                     conn.execute(
                         "INSERT INTO sync_outbox (batch_id, period, schema_hash, payload,"

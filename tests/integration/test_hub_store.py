@@ -75,9 +75,10 @@ def test_summed_table_batches_and_sites_summary_are_exact(store: HubStore) -> No
     store.put_batch(batch("a", "2" * 32, "2018-04-02", cells=((codes(0), 7, 0),)))
     store.put_batch(batch("b", "3" * 32, "2018-04-01", epsilon=0.5, kind="known_domain"))
     store.put_batch(batch("b", "4" * 32, "2018-04-01", schema_hash="f" * 64))
+    store.put_batch(batch("c", "5" * 32, "2018-04-01", period_days=7))  # a week: 7 x epsilon
     assert store.summed_table(SCHEMA.hash) == {
-        codes(0): CellSum(27, 2, 3),
-        codes(3, 1): CellSum(10, -4, 2),
+        codes(0): CellSum(37, 3, 4),
+        codes(3, 1): CellSum(15, -6, 3),
     }
     assert store.summed_table("f" * 64) == {
         codes(0): CellSum(10, 1, 1),
@@ -87,9 +88,10 @@ def test_summed_table_batches_and_sites_summary_are_exact(store: HubStore) -> No
         ("a", "1" * 32, "threshold"),
         ("a", "2" * 32, "threshold"),
         ("b", "3" * 32, "known_domain"),
+        ("c", "5" * 32, "threshold"),
     ]
     assert store.period_tables(SCHEMA.hash) == {
-        "2018-04-01": {codes(0): CellSum(20, 2, 2), codes(3, 1): CellSum(10, -4, 2)},
+        "2018-04-01": {codes(0): CellSum(30, 3, 3), codes(3, 1): CellSum(15, -6, 3)},
         "2018-04-02": {codes(0): CellSum(7, 0, 1)},
     }
     summary = {s.site_id: s for s in store.sites_summary()}
@@ -97,6 +99,7 @@ def test_summed_table_batches_and_sites_summary_are_exact(store: HubStore) -> No
     assert summary["a"].last_period == "2018-04-02" and summary["a"].epsilon == 2.0
     assert summary["b"].epsilon == 1.5 and summary["b"].periods == 1
     assert summary["b"].schema_hashes == tuple(sorted((SCHEMA.hash, "f" * 64)))
+    assert summary["c"].epsilon == 7.0
 
 
 @both

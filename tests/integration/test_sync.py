@@ -90,7 +90,8 @@ def test_offline_days_then_every_batch_arrives_once(
             "FRAUDSCREEN_SYNC_HUB": f"127.0.0.1:{port}",
             "FRAUDSCREEN_SYNC_TOKEN_FILE": str(tmp_path / "hub.token"),
             "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "3600",  # the test drives the agent by hand
-            "FRAUDSCREEN_PRIVACY_EPSILON_PER_PERIOD": "8",
+            "FRAUDSCREEN_PRIVACY_EPSILON_PER_DAY": "8",
+            "FRAUDSCREEN_PRIVACY_PERIOD_DAYS": "1",
         },
     )
     now = int(time.time())

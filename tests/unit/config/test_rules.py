@@ -81,7 +81,7 @@ INVALID = [
     ("logging.format", '"xml"', "expected one of 'auto', 'json', 'console'"),
     ("logging.level", '"trace"', "expected one of 'debug', 'info', 'warning', 'error'"),
     ("logging.requests", '"some"', "expected one of 'none', 'non_approve', 'all'"),
-    ("privacy.epsilon_per_period", "0", "must be > 0 and <= 50"),
+    ("privacy.epsilon_per_day", "0", "must be > 0 and <= 50"),
     ("privacy.delta", "0.1", "must be > 0 and <= 0.001"),
     ("privacy.max_contributions", "0", "must be >= 1 and <= 1000"),
     ("privacy.period_days", "32", "must be >= 1 and <= 31"),

@@ -72,7 +72,7 @@ level = "debug"
 requests = "non_approve"
 
 [privacy]
-epsilon_per_period = 2.0
+epsilon_per_day = 2.0
 delta = 1e-8
 max_contributions = 3
 period_days = 7
@@ -126,7 +126,7 @@ FULL_EXPECTED: dict[str, object] = {
     "logging.format": "console",
     "logging.level": "debug",
     "logging.requests": "non_approve",
-    "privacy.epsilon_per_period": 2.0,
+    "privacy.epsilon_per_day": 2.0,
     "privacy.delta": 1e-8,
     "privacy.max_contributions": 3,
     "privacy.period_days": 7,

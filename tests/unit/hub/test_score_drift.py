@@ -18,9 +18,23 @@ from fraudscreen.hub.score_drift import (
     score_drift,
 )
 from fraudscreen.hub.storage import CellSum
-from fraudscreen.score_bands import BAND_QUANTILES, DEPLOYED_SCORE, score_band_schema
+from fraudscreen.score_bands import (
+    BAND_QUANTILES,
+    BAND_QUANTILES_16,
+    DEPLOYED_SCORE,
+    score_band_schema,
+)
 
-SCHEMA = score_band_schema((0.1, 0.5, 0.9), model_version="m1")  # 4 bands
+# 4 bands x amount x terminal risk x entry mode (the drift mechanics, not the shipped layout)
+SCHEMA = score_band_schema(
+    (0.1, 0.5, 0.9),
+    {
+        "TX_AMOUNT": (25.0, 60.0, 120.0, 220.0),
+        "TERMINAL_ID_RISK_7DAY_WINDOW": (0.0, 0.2),
+        "ENTRY_MODE": (2.0,),
+    },
+    model_version="m1",
+)
 REFERENCE = ScoreReference((0.5, 0.3, 0.15, 0.05), "hand-made")
 
 
@@ -78,11 +92,16 @@ def test_the_reference_is_the_manifests_stored_shares_else_the_nominal_quantiles
     assert reference_from_manifest(SCHEMA, None) is None
     standard = score_band_schema(
         tuple(q / 2 for q in BAND_QUANTILES), model_version="m2"
-    )  # 15 edges: the quantiles band_edges cuts at
+    )  # 7 edges: the quantiles band_edges cuts at
     nominal = reference_from_manifest(standard, None)
     assert nominal is not None and "nominal" in nominal.source and "no release" in nominal.source
-    assert len(nominal.shares) == 16 and sum(nominal.shares) == pytest.approx(1.0)
-    assert nominal.shares[0] == pytest.approx(0.5) and nominal.shares[-1] == pytest.approx(0.001)
+    assert len(nominal.shares) == 8 and sum(nominal.shares) == pytest.approx(1.0)
+    assert nominal.shares[0] == pytest.approx(0.8) and nominal.shares[-1] == pytest.approx(0.001)
+    # a bundle of the older 16-band layout still gets its nominal shares
+    older = score_band_schema(tuple(q / 2 for q in BAND_QUANTILES_16), model_version="m0")
+    old_nominal = reference_from_manifest(older, None)
+    assert old_nominal is not None and len(old_nominal.shares) == 16
+    assert old_nominal.shares[0] == pytest.approx(0.5)
 
 
 def test_feature_drift_of_a_score_band_schema_leaves_the_score_to_score_drift() -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from fraudscreen import history
+from fraudscreen.config.settings import PrivacyConfig
 from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_detected_removed
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
 from fraudscreen.privacy.fleet_evaluation import (
@@ -29,26 +30,32 @@ from fraudscreen.privacy.fleet_report import (
 from fraudscreen.score_bands import score_band_schema, with_scores
 
 
-@pytest.mark.parametrize("variant", ["score bands", "score bands x card burst"])
-def test_evaluation_batches_are_the_gateway_tables(variant: str) -> None:
-    """One code path: the evaluation's vectorized (site, day) tables equal what each
-    gateway's `exact_table` makes of its own journal rows for that day; also for the
-    card-burst schema (card features) on a fleet where card testing runs."""
-    burst = variant != "score bands"
+@pytest.mark.parametrize(
+    ("variant", "period_days"),
+    [("score bands", 1), ("score bands", 2), ("16 score bands, 720 cells", 2)],
+)
+def test_evaluation_batches_are_the_gateway_tables(variant: str, period_days: int) -> None:
+    """One code path: the evaluation's vectorized (site, period) tables equal what each
+    gateway's `exact_table` makes of its own journal rows for that period (each card
+    bounded per day); also for the card-burst schema (card features) on a fleet where card
+    testing runs."""
+    burst = variant == "score bands"
     fleet = simulate_fleet_history(2, days=12, drift_start=0 if burst else None)
     scores = np.random.default_rng(0).random(len(fleet.frame))
     rows = with_scores(fleet.features, scores)
     schema = score_band_schema((0.2, 0.5, 0.8, 0.95), BAND_VARIANTS[variant][1], model_version="m")
-    windows = Windows(fleet.frame[history.TX_DATETIME].min().date() + dt.timedelta(days=8), 3)
-    batches = window_batches(fleet, rows, schema, windows, max_contributions=2)
-    assert len(batches) == 2 * 3
+    windows = Windows(fleet.frame[history.TX_DATETIME].min().date() + dt.timedelta(days=8), 4)
+    batches = window_batches(fleet, rows, schema, windows, 2, period_days)
+    periods = 4 // period_days
+    assert len(batches) == 2 * periods
     days = (
         fleet.frame[history.TX_DATETIME].dt.normalize() - pd.Timestamp(windows.aggregate_start)
     ).dt.days.to_numpy()
     checked = 0
     for site in range(2):
-        for day in range(3):
-            idx = np.flatnonzero((fleet.site_of == site) & (days == day))
+        for period in range(periods):
+            idx = np.flatnonzero((fleet.site_of == site) & (days // period_days == period))
+            idx = idx[(days[idx] >= 0) & (days[idx] < 4)]
             journal = [
                 LabelledRow(
                     str(fleet.frame[history.CUSTOMER_ID].iat[i]),
@@ -56,13 +63,21 @@ def test_evaluation_batches_are_the_gateway_tables(variant: str) -> None:
                     f"{fleet.frame[history.TRANSACTION_ID].iat[i]}",
                     tuple(rows[i]),
                     bool(fleet.frame[history.TX_FRAUD].iat[i]),
+                    day=int(days[i]),
                 )
                 for i in idx.tolist()
             ]
             expected = exact_table(journal, schema, 2)
-            assert batches[site * 3 + day] == expected
+            assert batches[site * periods + period] == expected
             checked += sum(g + f for g, f in expected.values())
     assert checked > 1000  # real days, not empty tables
+
+
+def test_the_evaluation_releases_as_a_default_gateway() -> None:
+    """What the fleet report measures is what a gateway on defaults releases."""
+    evaluation = FleetRunConfig().evaluation()
+    assert evaluation.period_days == PrivacyConfig().period_days
+    assert evaluation.max_contributions == PrivacyConfig().max_contributions
 
 
 def test_card_precision_removes_cards_detected_on_an_earlier_day() -> None:

@@ -44,6 +44,20 @@ def test_contributions_are_bounded_per_card() -> None:
     assert {r.transaction_key for r in kept} == {r.transaction_key for r in reordered}
 
 
+def test_a_weeks_table_bounds_each_card_per_day() -> None:
+    """The privacy unit is a card's day: inside a 7-day period each card keeps m rows per
+    day, so a regular customer's week is not cut to m rows."""
+    rows = [
+        LabelledRow("a", f"a{d}-{i}", row("a", "", 10.0).features, False, day=d)
+        for d in range(7)
+        for i in range(5)
+    ]
+    kept = bound_contributions(rows, 2)
+    assert len(kept) == 14
+    assert sorted({r.day for r in kept}) == list(range(7))
+    assert exact_table(rows, SCHEMA, 2) == {SCHEMA.cell(rows[0].features): (14, 0)}
+
+
 def test_exact_table_counts_cells_and_labels() -> None:
     rows = [row("a", "1", 10.0), row("b", "2", 12.0, fraud=True), row("c", "3", 300.0, True)]
     table = exact_table(rows, SCHEMA, 2)
@@ -123,6 +137,23 @@ def test_budget_refuses_and_survives_a_restart(tmp_path: Path) -> None:
         ledger = conn.execute("SELECT COUNT(*) FROM privacy_ledger").fetchone()[0]
         outbox_rows = conn.execute("SELECT COUNT(*) FROM sync_outbox").fetchone()[0]
     assert ledger == outbox_rows == 2
+
+
+def test_a_week_is_charged_seven_days_and_noised_for_one(tmp_path: Path) -> None:
+    """A 7-day table is noised for one card-day (epsilon per card and day) and the ledger
+    charges 7 x epsilon, what seven daily tables would: the budget keeps its meaning."""
+    outbox = PrivacyOutbox(tmp_path / "j.sqlite3", budget=10)
+    week = Period(0, 7 * DAY)
+    batch = outbox.release("site-1", week, SCHEMA, PARAMS, _table)
+    assert batch is not None
+    (entry,) = outbox.pending()
+    assert entry.payload["epsilon"] == pytest.approx(1.0)
+    assert entry.payload["period_days"] == 7
+    assert outbox.status().spent == pytest.approx(7.0)
+    with pytest.raises(BudgetExhaustedError, match="needs 7 more"):
+        outbox.release("site-1", Period(7 * DAY, 14 * DAY), SCHEMA, PARAMS, _table)
+    assert outbox.status().spent == pytest.approx(7.0)
+    assert len(outbox.pending()) == 1
 
 
 def test_payload_holds_only_codes_and_noisy_counts(tmp_path: Path) -> None:
