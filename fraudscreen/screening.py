@@ -4,6 +4,10 @@ This is the gateway's application core. It knows nothing of gRPC: the gateway va
 and tokenizes a request into a `Transaction`, calls `ScreeningEngine.screen`, and maps the
 `ScreenResult` back. The journal is written asynchronously; state is rebuilt from it on
 start with `ScreeningEngine.restore`.
+
+It is long because the one-by-one path (`screen`) and the batch path (`screen_batch`)
+share the idempotency claim, the decision and the journal record, and are kept beside
+each other so that they stay the same.
 """
 
 from __future__ import annotations
@@ -311,17 +315,8 @@ class ScreeningEngine:
                 tx, print_, entry = claim
                 if entry is None:  # not the owner: a retry, of an earlier item perhaps
                     self._answer_batch_retry(tx, print_, pending, out)
-                    continue
-                try:
-                    row = self.store.add(tx)
-                except BaseException as exc:
-                    self._release(tx, entry)
-                    if not isinstance(exc, Exception):
-                        raise
-                    out.append(exc)
-                    continue
-                pending.append(_Pending(len(out), tx, print_, entry, row))
-                out.append(_NOT_YET)
+                else:
+                    self._featurize(tx, print_, entry, pending, out)
             self._settle(pending, out)
         except BaseException:
             for waiting in pending:
@@ -392,16 +387,7 @@ class ScreeningEngine:
             out.append(exc)
             return
         if owner:
-            try:
-                row = self.store.add(tx)
-            except BaseException as exc:
-                self._release(tx, entry)
-                if not isinstance(exc, Exception):
-                    raise
-                out.append(exc)
-                return
-            pending.append(_Pending(len(out), tx, print_, entry, row))
-            out.append(_NOT_YET)
+            self._featurize(tx, print_, entry, pending, out)
             return
         if not entry.done:  # perhaps an earlier item of this batch: settle those first
             self._settle(pending, out)
@@ -409,6 +395,26 @@ class ScreeningEngine:
             out.append(self._answer_retry(entry, print_, tx))
         except Exception as exc:
             out.append(exc)
+
+    def _featurize(
+        self,
+        tx: Transaction,
+        print_: str,
+        entry: _Entry,
+        pending: list[_Pending],
+        out: list[ScreenResult | Exception],
+    ) -> None:
+        """A claimed item's features: pending for the model call, or its error in `out`."""
+        try:
+            row = self.store.add(tx)
+        except BaseException as exc:
+            self._release(tx, entry)
+            if not isinstance(exc, Exception):
+                raise
+            out.append(exc)
+            return
+        pending.append(_Pending(len(out), tx, print_, entry, row))
+        out.append(_NOT_YET)
 
     def _settle(self, pending: list[_Pending], out: list[ScreenResult | Exception]) -> None:
         """Score, decide and journal the claimed items; `pending` is emptied."""
