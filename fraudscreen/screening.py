@@ -4,6 +4,10 @@ This is the gateway's application core. It knows nothing of gRPC: the gateway va
 and tokenizes a request into a `Transaction`, calls `ScreeningEngine.screen`, and maps the
 `ScreenResult` back. The journal is written asynchronously; state is rebuilt from it on
 start with `ScreeningEngine.restore`.
+
+It is long because the one-by-one path (`screen`) and the batch path (`screen_batch`)
+share the idempotency claim, the decision and the journal record, and are kept beside
+each other so that they stay the same.
 """
 
 from __future__ import annotations
@@ -289,51 +293,118 @@ class ScreeningEngine:
         self, items: Sequence[Transaction | Exception], stop: Callable[[], bool] = lambda: False
     ) -> list[ScreenResult | Exception]:
         """`screen` of each item in order, with the same answers, but batched where order
-        does not matter: features stay one by one (each item's windows include the ones
-        before it), then the model scores all rows in one call, and the journal takes all
-        records in one step. An exception among `items` (an item that failed before the
-        engine) comes back unchanged in its place; each item's own failure comes back as
-        its exception. `stop()` is asked before each item: once true, the items before it
-        are finished (decided, journaled) and returned, the rest are not screened."""
+        does not matter: the idempotency keys are claimed under one lock, features stay one
+        by one (each item's windows include the ones before it), then the model scores all
+        rows in one call, and the journal takes all records in one step. An exception among
+        `items` (an item that failed before the engine) comes back unchanged in its place;
+        each item's own failure comes back as its exception. `stop()` is asked before each
+        item: once true, the items before it are finished (decided, journaled) and returned,
+        the rest are not screened (their claims are released)."""
+        claims = self._claim_batch(items)
         out: list[ScreenResult | Exception] = []
         pending: list[_Pending] = []
+        reached = 0  # claims from here on are not handled yet: released if we stop or fail
         try:
-            for item in items:
+            for claim in claims:
                 if stop():
                     break
-                if isinstance(item, Exception):
-                    out.append(item)
+                reached += 1
+                if isinstance(claim, Exception):
+                    out.append(claim)
                     continue
-                claimed = self._claim_for_batch(item, pending, out)
-                if claimed is not None:
-                    pending.append(claimed)
-                    out.append(_NOT_YET)
+                tx, print_, entry = claim
+                if entry is None:  # not the owner: a retry, of an earlier item perhaps
+                    self._answer_batch_retry(tx, print_, pending, out)
+                else:
+                    self._featurize(tx, print_, entry, pending, out)
             self._settle(pending, out)
         except BaseException:
             for waiting in pending:
                 self._release(waiting.tx, waiting.entry)
             raise
+        finally:
+            for claim in claims[reached:]:
+                if not isinstance(claim, Exception) and claim[2] is not None:
+                    self._release(claim[0], claim[2])
         return out
 
-    def _claim_for_batch(
-        self, tx: Transaction, pending: list[_Pending], out: list[ScreenResult | Exception]
-    ) -> _Pending | None:
-        """One item's claim and features; None when its answer is already in `out`."""
+    def _claim_batch(
+        self, items: Sequence[Transaction | Exception]
+    ) -> list[tuple[Transaction, str, _Entry | None] | Exception]:
+        """Each item's claim, in order, under one lock: (transaction, fingerprint, its
+        entry if this batch owns it, else None), or the item's exception. What `_claim`
+        does one by one: a later item with an earlier one's key is not its owner, and the
+        backlog check counts the batch's own claims as queued."""
+        prints: list[str | Exception] = []
+        for item in items:
+            if isinstance(item, Exception):
+                prints.append(item)
+                continue
+            try:
+                prints.append(fingerprint(item))
+            except Exception as exc:
+                prints.append(exc)
+        claims: list[tuple[Transaction, str, _Entry | None] | Exception] = []
+        append = claims.append
+        clock = self._clock
+        with self._lock:
+            recent = self._recent
+            room = self.journal.queue_room
+            for item, print_ in zip(items, prints, strict=True):
+                if isinstance(print_, Exception):
+                    append(print_)
+                    continue
+                tx = item
+                assert not isinstance(tx, Exception)
+                key = (tx.terminal_id, tx.transaction_id)
+                if key in recent:
+                    append((tx, print_, None))
+                elif room <= 0:  # the queue is full, counting this batch's claims
+                    append(
+                        ScreeningUnavailableError(
+                            "journal backlog is full; retry shortly (operator: check the disk)"
+                        )
+                    )
+                else:
+                    entry = recent[key] = _Entry(print_, clock(), tx.timestamp)
+                    room -= 1
+                    append((tx, print_, entry))
+        return claims
+
+    def _answer_batch_retry(
+        self,
+        tx: Transaction,
+        print_: str,
+        pending: list[_Pending],
+        out: list[ScreenResult | Exception],
+    ) -> None:
+        """A batch item whose key was claimed before it: the first answer, replayed. A
+        claim released since (its first attempt failed) is claimed again here, as `screen`
+        would claim it now."""
         try:
-            print_ = fingerprint(tx)
-            # the batch's own records are not queued yet: count them as `screen` would see them
             entry, owner = self._claim(tx, print_, queued=len(pending))
         except Exception as exc:
             out.append(exc)
-            return None
-        if not owner:
-            if not entry.done:  # perhaps an earlier item of this batch: settle those first
-                self._settle(pending, out)
-            try:
-                out.append(self._answer_retry(entry, print_, tx))
-            except Exception as exc:
-                out.append(exc)
-            return None
+            return
+        if owner:
+            self._featurize(tx, print_, entry, pending, out)
+            return
+        if not entry.done:  # perhaps an earlier item of this batch: settle those first
+            self._settle(pending, out)
+        try:
+            out.append(self._answer_retry(entry, print_, tx))
+        except Exception as exc:
+            out.append(exc)
+
+    def _featurize(
+        self,
+        tx: Transaction,
+        print_: str,
+        entry: _Entry,
+        pending: list[_Pending],
+        out: list[ScreenResult | Exception],
+    ) -> None:
+        """A claimed item's features: pending for the model call, or its error in `out`."""
         try:
             row = self.store.add(tx)
         except BaseException as exc:
@@ -341,8 +412,9 @@ class ScreeningEngine:
             if not isinstance(exc, Exception):
                 raise
             out.append(exc)
-            return None
-        return _Pending(len(out), tx, print_, entry, row)
+            return
+        pending.append(_Pending(len(out), tx, print_, entry, row))
+        out.append(_NOT_YET)
 
     def _settle(self, pending: list[_Pending], out: list[ScreenResult | Exception]) -> None:
         """Score, decide and journal the claimed items; `pending` is emptied."""

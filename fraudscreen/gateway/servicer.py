@@ -51,6 +51,7 @@ _DECISIONS = {
     Decision.REVIEW: pb.DECISION_REVIEW,
     Decision.DECLINE: pb.DECISION_DECLINE,
 }
+_OK_KEYS = {d: ("OK", d.name) for d in Decision}  # a batch's tally keys (Enum.name: ~0.2 µs)
 
 
 class ServiceNotReadyError(RuntimeError):
@@ -106,8 +107,11 @@ def _fill_response(response: pb.ScreenResponse, result: ScreenResult) -> None:
         for r in result.reasons:
             add(code=r.code, feature=r.feature, contribution=r.contribution)
     response.model_version = result.model_version
-    response.stand_in = result.stand_in
-    response.replayed = result.replayed
+    # proto3 bools: False is the unset default, the same bytes; set only True (~0.1 µs each)
+    if result.stand_in:
+        response.stand_in = True
+    if result.replayed:
+        response.replayed = True
 
 
 class _MetricChildren:
@@ -265,13 +269,11 @@ class ScreeningServicer:
                 if log_each:
                     self._log(_BATCH, status, None, share, request)
             else:
-                _fill_response(
-                    add(
-                        transaction_id=outcome.transaction_id, terminal_id=outcome.terminal_id
-                    ).response,
-                    outcome,
-                )
-                key = ("OK", outcome.decision.name)
+                item = add()  # fields set one by one: keyword arguments cost ~0.2 µs more
+                item.transaction_id = outcome.transaction_id
+                item.terminal_id = outcome.terminal_id
+                _fill_response(item.response, outcome)
+                key = _OK_KEYS[outcome.decision]
                 if log_each:
                     self._log(_BATCH, None, outcome, share, request)
             tally[key] = tally.get(key, 0) + 1

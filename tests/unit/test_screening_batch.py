@@ -171,3 +171,96 @@ def test_tiny_batches(small_bundle: Bundle, tmp_path: Path, size: int) -> None:
         assert len(engine.screen_batch(traffic(size))) == size
     finally:
         journal.close()
+
+
+def test_the_batch_claim_answers_as_claims_one_by_one(small_bundle: Bundle, tmp_path: Path) -> None:
+    """The whole batch's idempotency keys are claimed under one lock; the answers are what
+    claiming each item as it comes gives: a duplicate inside a batch (twice, and with other
+    content), a replay of a whole earlier batch, and an earlier batch's ids mixed in."""
+    first = traffic(40)
+    twice = first[5]
+    other = first[7]._replace(amount_minor=first[7].amount_minor + 1)  # its id, new content
+    second = [*traffic(60)[40:], twice, twice, other, first[0], first[0]._replace(mcc=1)]
+    dup_in = [
+        *traffic(70)[60:63],
+        traffic(70)[61],
+        traffic(70)[63],
+        traffic(70)[61],
+        traffic(70)[63]._replace(entry_mode=None),
+        traffic(70)[63],
+    ]
+    batches = [first, second, first, dup_in, dup_in]
+    journals = [started(tmp_path / "single.db"), started(tmp_path / "batch.db")]
+    single, batched = (engine_for(j, model_with(small_bundle, 0.05, 0.5)) for j in journals)
+    try:
+        for batch in batches:
+            expected = one_by_one(single, batch)
+            answers = batched.screen_batch(batch)
+            same(answers, expected)
+        replay = batched.screen_batch(first)
+        assert all(isinstance(a, ScreenResult) and a.replayed for a in replay)
+        for journal in journals:
+            journal.flush()
+        stored = [
+            [(r._replace(features=()), list(map(repr, r.features))) for r in j.iter_transactions(0)]
+            for j in journals
+        ]
+        assert len(stored[0]) == 64 and stored[0] == stored[1]
+    finally:
+        for journal in journals:
+            journal.close()
+
+
+def test_a_claim_released_inside_the_batch_is_claimed_again_by_its_retry(
+    small_bundle: Bundle, tmp_path: Path
+) -> None:
+    """An item whose features fail is forgotten; the same transaction later in the batch is
+    then screened afresh, as one by one, not refused as a failed first attempt."""
+    items = traffic(6)
+    items[4:4] = [items[2]]
+    journals = [started(tmp_path / "single.db"), started(tmp_path / "batch.db")]
+    single, batched = (engine_for(j, model_with(small_bundle, 1.0, 1.0)) for j in journals)
+    for engine in (single, batched):
+        add = engine.store.add
+        failed: list[str] = []
+
+        def add_failing_once(
+            t: Transaction, add: object = add, failed: list[str] = failed
+        ) -> list[float]:
+            if t.transaction_id == "tx-2" and not failed:
+                failed.append(t.transaction_id)
+                raise RuntimeError("features failed")
+            return add(t)  # type: ignore[operator,no-any-return]
+
+        engine.store.add = add_failing_once  # type: ignore[method-assign,assignment]
+    try:
+        expected = one_by_one(single, items)
+        answers = batched.screen_batch(items)
+        same(answers, expected)
+        assert isinstance(answers[2], RuntimeError)
+        assert isinstance(answers[4], ScreenResult) and not answers[4].replayed
+    finally:
+        for journal in journals:
+            journal.close()
+
+
+def test_a_stopped_batch_releases_every_claim_it_did_not_reach(
+    small_bundle: Bundle, tmp_path: Path
+) -> None:
+    journal = started(tmp_path / "j.db")
+    try:
+        engine = engine_for(journal, model_with(small_bundle, 1.0, 1.0))
+        asked: list[int] = []
+
+        def stop() -> bool:
+            asked.append(1)
+            return len(asked) > 2
+
+        items = traffic(8)
+        assert len(engine.screen_batch(items, stop)) == 2
+        again = engine.screen_batch(items)
+        assert [a.replayed for a in again if isinstance(a, ScreenResult)] == [True] * 2 + [
+            False
+        ] * 6
+    finally:
+        journal.close()
