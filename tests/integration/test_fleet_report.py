@@ -168,11 +168,12 @@ def test_fleet_report_renders_in_chromium_and_matches_the_database(
 def _band_batch(site: str, period: str, schema: BinSchema, per_band: list[int]) -> StoredBatch:
     """A score-band batch: each band's count split over two cells of the other dimensions,
     plus a negative noisy count in band 0 (noise around an empty cell)."""
+    others = len(schema.binned) - 1  # the band is the last code
     cells: list[tuple[Cell, int, int]] = []
     for band, count in enumerate(per_band):
-        cells.append(((0, 1, 0, band), count - count // 4, 0))
-        cells.append(((4, 2, -1, band), count // 4, 0))
-    cells.append(((2, 0, 1, 0), -3, 0))
+        cells.append(((0,) * others + (band,), count - count // 4, 0))
+        cells.append(((1,) * others + (band,), count // 4, 0))
+    cells.append(((1,) + (0,) * (others - 1) + (0,), -3, 0))
     batch_id = f"{abs(hash((site, period, schema.hash))):032x}"[:32]
     return StoredBatch(site, batch_id, period, 1, schema.hash, 1.0, 1e-7, "m", tuple(cells))
 
@@ -197,7 +198,7 @@ def test_fleet_report_shows_score_drift_per_model_version_matching_the_database(
     assert banded is not None
     shares = list(bundle.manifest.training["score_band_reference"]["shares"])
     version = bundle.model_version
-    # a second deployed model the hub holds no release of: 15 edges, nominal shares
+    # a second deployed model the hub holds no release of: 7 edges, nominal shares
     other = score_band_schema(tuple(q / 2 for q in BAND_QUANTILES), model_version="shop-model-b")
     levels = (0.0, *BAND_QUANTILES, 1.0)
     nominal = [b - a for a, b in itertools.pairwise(levels)]
