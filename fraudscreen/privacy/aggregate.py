@@ -40,6 +40,10 @@ class Period:
     end: int
 
     @property
+    def days(self) -> int:
+        return (self.end - self.start) // DAY
+
+    @property
     def name(self) -> str:
         return dt.datetime.fromtimestamp(self.start, dt.UTC).date().isoformat()
 

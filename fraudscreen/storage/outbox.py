@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudscreen.binschema import BinSchema, Cell
-from fraudscreen.privacy.aggregate import DAY, Period
+from fraudscreen.privacy.aggregate import Period
 from fraudscreen.privacy.composition import release_composed, share
 from fraudscreen.privacy.release import (
     MECHANISMS,
@@ -111,7 +111,7 @@ def encode_payload(
         "site_id": site_id,
         "batch_id": batch,
         "period": period.name,
-        "period_days": (period.end - period.start) // 86_400,
+        "period_days": period.days,
         "schema_hash": schema.hash,
         "epsilon": table.epsilon,
         "delta": table.delta,
@@ -202,8 +202,7 @@ class PrivacyOutbox:
                 spent = conn.execute(
                     "SELECT COALESCE(SUM(epsilon), 0) FROM privacy_ledger"
                 ).fetchone()[0]
-                days = (period.end - period.start) // DAY
-                needed = each.epsilon * len(todo) * days
+                needed = each.epsilon * len(todo) * period.days
                 if spent + needed > self.budget + 1e-12:
                     raise BudgetExhaustedError(
                         f"privacy budget exhausted: spent epsilon {spent:g} of {self.budget:g}; "
@@ -226,7 +225,14 @@ class PrivacyOutbox:
                     conn.execute(
                         "INSERT INTO privacy_ledger (batch_id, period, schema_hash, epsilon,"
                         " delta, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (batch, period.name, schema.hash, table.epsilon * days, table.delta, now),
+                        (
+                            batch,
+                            period.name,
+                            schema.hash,
+                            table.epsilon * period.days,
+                            table.delta,
+                            now,
+                        ),
                     )
                     conn.execute(
                         "INSERT INTO sync_outbox (batch_id, period, schema_hash, payload,"
