@@ -346,29 +346,22 @@ class ScreeningEngine:
                 prints.append(exc)
         claims: list[tuple[Transaction, str, _Entry | None] | Exception] = []
         append = claims.append
-        clock = self._clock
         with self._lock:
-            recent = self._recent
-            room = self.journal.queue_room
+            room = self.journal.queue_room  # less this batch's own claims as they are made
             for item, print_ in zip(items, prints, strict=True):
                 if isinstance(print_, Exception):
                     append(print_)
                     continue
                 tx = item
                 assert not isinstance(tx, Exception)
-                key = (tx.terminal_id, tx.transaction_id)
-                if key in recent:
-                    append((tx, print_, None))
-                elif room <= 0:  # the queue is full, counting this batch's claims
-                    append(
-                        ScreeningUnavailableError(
-                            "journal backlog is full; retry shortly (operator: check the disk)"
-                        )
-                    )
-                else:
-                    entry = recent[key] = _Entry(print_, clock(), tx.timestamp)
+                try:
+                    entry, owner = self._claim_held(tx, print_, room)
+                except ScreeningUnavailableError as exc:
+                    append(exc)
+                    continue
+                if owner:
                     room -= 1
-                    append((tx, print_, entry))
+                append((tx, print_, entry if owner else None))
         return claims
 
     def _answer_batch_retry(
@@ -461,15 +454,20 @@ class ScreeningEngine:
         """The transaction's idempotency entry, and whether this call owns (decides) it;
         `queued`: records this caller will submit before this one's."""
         with self._lock:
-            entry = self._recent.get(tx.key)
-            if entry is not None:
-                return entry, False
-            if self.journal.queue_room <= queued:  # 0 queued: the queue is full
-                raise ScreeningUnavailableError(
-                    "journal backlog is full; retry shortly (operator: check the disk)"
-                )
-            entry = self._recent[tx.key] = _Entry(print_, self._clock(), tx.timestamp)
-            return entry, True
+            return self._claim_held(tx, print_, self.journal.queue_room - queued)
+
+    def _claim_held(self, tx: Transaction, print_: str, room: int) -> tuple[_Entry, bool]:
+        """`_claim` with `self._lock` held; `room`: journal queue places left for this
+        caller (0 or less: the backlog is full)."""
+        entry = self._recent.get(tx.key)
+        if entry is not None:
+            return entry, False
+        if room <= 0:
+            raise ScreeningUnavailableError(
+                "journal backlog is full; retry shortly (operator: check the disk)"
+            )
+        entry = self._recent[tx.key] = _Entry(print_, self._clock(), tx.timestamp)
+        return entry, True
 
     def _release(self, tx: Transaction, entry: _Entry) -> None:
         """A claimed transaction that failed: forgotten, so a retry screens it afresh."""
