@@ -6,7 +6,7 @@ compiled natively."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,18 @@ def started(path: Path, max_queue: int | None = None) -> Journal:
     journal = Journal(settings)
     journal.start()
     return journal
+
+
+def stop_after(asks: int) -> Callable[[], bool]:
+    """A batch's `stop`: false for the first `asks` questions, then true."""
+    asked = 0
+
+    def stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > asks
+
+    return stop
 
 
 def one_by_one(engine: ScreeningEngine, items: Sequence[Transaction]) -> list[object]:
@@ -129,12 +141,7 @@ def test_a_stopped_batch_finishes_and_journals_the_items_before_the_stop(
     journal = started(tmp_path / "j.db")
     try:
         engine = engine_for(journal, model_with(small_bundle, 1.0, 1.0))
-        asked: list[int] = []
-
-        def stop() -> bool:
-            asked.append(1)
-            return len(asked) > 3
-
+        stop = stop_after(3)
         answers = engine.screen_batch(traffic(10), stop)
         assert [a.transaction_id for a in answers if isinstance(a, ScreenResult)] == [
             "tx-0",
@@ -250,12 +257,7 @@ def test_a_stopped_batch_releases_every_claim_it_did_not_reach(
     journal = started(tmp_path / "j.db")
     try:
         engine = engine_for(journal, model_with(small_bundle, 1.0, 1.0))
-        asked: list[int] = []
-
-        def stop() -> bool:
-            asked.append(1)
-            return len(asked) > 2
-
+        stop = stop_after(2)
         items = traffic(8)
         assert len(engine.screen_batch(items, stop)) == 2
         again = engine.screen_batch(items)
