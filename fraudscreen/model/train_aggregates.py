@@ -139,7 +139,9 @@ def sum_tables(tables: Iterable[ReleasedTable | CountTable]) -> dict[Cell, tuple
     for table in tables:
         cells = table if isinstance(table, Mapping) else table.cells
         for cell, (total, fraud) in cells.items():
-            acc = sums.setdefault(tuple(int(c) for c in cell), [0, 0])
+            acc = sums.get(cell)  # a tuple of NumPy ints finds its int twin: equal hashes
+            if acc is None:
+                acc = sums[tuple(int(c) for c in cell)] = [0, 0]
             acc[0] += int(total)
             acc[1] += int(fraud)
     return {cell: (acc[0], acc[1]) for cell, acc in sums.items()}

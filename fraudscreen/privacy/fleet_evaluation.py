@@ -43,7 +43,7 @@ from fraudscreen.model.evaluate import (
     card_precision_at_k_detected_removed,
     evaluation_mask,
 )
-from fraudscreen.model.stacked import score_rows, train_correction
+from fraudscreen.model.stacked import stacked_scores, train_correction
 from fraudscreen.model.train import TrainingConfig
 from fraudscreen.model.train_aggregates import (
     AggregateTrainingConfig,
@@ -52,7 +52,8 @@ from fraudscreen.model.train_aggregates import (
     train_from_table,
 )
 from fraudscreen.privacy.cell_counts import bounded_mask, cell_codes, count_cells, key_digests
-from fraudscreen.privacy.release import ReleaseParameters, release_known_domain
+from fraudscreen.privacy.release import NoiseSampler, ReleaseParameters, release_known_domain
+from fraudscreen.privacy.seeded_noise import SeededDiscreteLaplace
 from fraudscreen.score_bands import (
     BAND_FEATURE_EDGES,
     BAND_QUANTILES,
@@ -124,9 +125,16 @@ class FleetEvaluationConfig:
     raw_trees: int = 150
     raw_max_genuine: int = 600_000
     period_days: int = 7  # the gateway's default `privacy.period_days`
+    noise_seed: int | None = 0
+    """None: OpenDP's sampler, as on a gateway (fresh every run, ~5x slower); a seed: the
+    same discrete Laplace from `SeededDiscreteLaplace`, so the README table reproduces."""
 
     def params(self, epsilon: float) -> ReleaseParameters:
         return ReleaseParameters(epsilon, 1e-7, self.max_contributions)
+
+    def noise(self, *draw: int) -> NoiseSampler | None:
+        """The sampler of one noise draw (`draw`: sites, schema, epsilon, draw indices)."""
+        return None if self.noise_seed is None else SeededDiscreteLaplace(self.noise_seed, *draw)
 
 
 @dataclass(frozen=True)
@@ -199,18 +207,23 @@ def train_raw_rows(
     return lightgbm.train(params, dataset, num_boost_round=config.raw_trees)
 
 
-def window_batches(
-    fleet: Fleet,
-    scored_rows: FloatArray,
-    schema: BinSchema,
-    windows: Windows,
-    max_contributions: int,
-    period_days: int = 1,
-) -> list[ExactTable]:
-    """Exact bounded tables of every (site, period) of the aggregate window, by the
-    gateway's path (`cell_counts`): each card keeps at most `max_contributions` rows per
-    site and *day* (the privacy unit), one table per site and `period_days`; empty batches
-    included (a site still releases its domain)."""
+@dataclass(frozen=True)
+class WindowRows:
+    """The aggregate window's rows as the gateways bound them, once per fleet (the bounding
+    does not depend on the schema): `rows` index the fleet's rows that stay, `groups` their
+    (site, period) batch."""
+
+    rows: npt.NDArray[np.int64]
+    groups: npt.NDArray[np.int64]
+    labels: npt.NDArray[np.int8]
+    batches: int
+
+
+def window_rows(
+    fleet: Fleet, windows: Windows, max_contributions: int, period_days: int = 1
+) -> WindowRows:
+    """Each card keeps at most `max_contributions` rows per site and *day* (the privacy
+    unit), by the gateway's own `bounded_mask`; one batch per site and `period_days`."""
     if windows.aggregate_days % period_days:
         raise ValueError("the aggregate window must hold whole periods")
     periods = windows.aggregate_days // period_days
@@ -225,17 +238,44 @@ def window_batches(
     keep = bounded_mask(
         frame[history.CUSTOMER_ID].to_numpy(), key_digests(keys), max_contributions, card_days
     )
-    codes = cell_codes(schema, scored_rows[inside][keep])
-    labels = frame[history.TX_FRAUD].to_numpy()[keep]
-    tables = count_cells(codes, labels, groups[keep])
-    return [tables.get(g, {}) for g in range(fleet.sites * periods)]
+    labels = frame[history.TX_FRAUD].to_numpy().astype(np.int8)[keep]
+    return WindowRows(inside[keep], groups[keep], labels, fleet.sites * periods)
+
+
+def schema_batches(
+    window: WindowRows, scored_rows: FloatArray, schema: BinSchema
+) -> list[ExactTable]:
+    """Exact tables of every batch under `schema` (`cell_counts`, the gateway's path);
+    empty batches included (a site still releases its domain)."""
+    codes = cell_codes(schema, scored_rows[window.rows])
+    tables = count_cells(codes, window.labels, window.groups)
+    return [tables.get(g, {}) for g in range(window.batches)]
+
+
+def window_batches(
+    fleet: Fleet,
+    scored_rows: FloatArray,
+    schema: BinSchema,
+    windows: Windows,
+    max_contributions: int,
+    period_days: int = 1,
+) -> list[ExactTable]:
+    """Exact bounded tables of every (site, period) of the aggregate window."""
+    window = window_rows(fleet, windows, max_contributions, period_days)
+    return schema_batches(window, scored_rows, schema)
 
 
 def release_all(
-    batches: Sequence[ExactTable], schema: BinSchema, params: ReleaseParameters
+    batches: Sequence[ExactTable],
+    schema: BinSchema,
+    params: ReleaseParameters,
+    noise: NoiseSampler | None = None,
 ) -> dict[Cell, tuple[int, int]]:
-    """Every batch released as a gateway would (fresh OpenDP noise), summed as the hub does."""
+    """Every batch released as a gateway would, summed as the hub does. `noise`: None is
+    OpenDP's sampler (fresh, in parallel); a seeded sampler draws in batch order."""
     domain = list(schema.domain())
+    if noise is not None:
+        return sum_tables(release_known_domain(b, domain, params, noise=noise) for b in batches)
     with ThreadPoolExecutor(RELEASE_THREADS) as pool:
         released = list(pool.map(lambda b: release_known_domain(b, domain, params), batches))
     return sum_tables(released)
@@ -243,12 +283,29 @@ def release_all(
 
 @dataclass(frozen=True)
 class SchemaCase:
-    """A schema and how the hub trains and the fleet scores with it."""
+    """A schema, how the hub trains with it, and how the fleet's scores come from it."""
 
     name: str
     schema: BinSchema
     train: Callable[[dict[Cell, tuple[int, int]]], lightgbm.Booster]
-    score: Callable[[lightgbm.Booster, FloatArray], FloatArray]
+    inputs: Callable[[FloatArray], FloatArray]
+    """The model's input matrix for scored rows (features..., deployed score)."""
+    served: Callable[[FloatArray, FloatArray], FloatArray]
+    """(model output, scored rows) -> the score the gateway serves."""
+
+
+class CellScorer:
+    """A table-trained model's scores of many rows: its inputs are bin codes, so it
+    predicts each distinct input row once (a few thousand) and spreads the result."""
+
+    def __init__(self, case: SchemaCase, scored_rows: FloatArray) -> None:
+        self.case = case
+        self.rows = scored_rows
+        self.unique, self.inverse = np.unique(case.inputs(scored_rows), axis=0, return_inverse=True)
+
+    def __call__(self, booster: lightgbm.Booster) -> FloatArray:
+        predicted = np.asarray(booster.predict(self.unique), np.float64)[self.inverse.ravel()]
+        return self.case.served(predicted, self.rows)
 
 
 Edges = dict[str, tuple[float, ...]]
@@ -290,9 +347,8 @@ def schema_cases(
                     name,
                     bins,
                     lambda t: train_from_table(t, bins, config.aggregate),
-                    lambda b, rows: np.asarray(
-                        b.predict(bins.transform_matrix(rows[:, :n_features])), np.float64
-                    ),
+                    lambda rows: bins.transform_matrix(rows[:, :n_features]),
+                    lambda predicted, rows: predicted,
                 )
             )
             continue
@@ -303,7 +359,8 @@ def schema_cases(
                 name,
                 schema,
                 lambda t, s=schema: train_correction(t, s, config.aggregate),  # type: ignore[misc]
-                lambda b, rows, s=schema: score_rows(b, s, rows),  # type: ignore[misc]
+                schema.transform_matrix,
+                lambda predicted, rows: stacked_scores(predicted, rows[:, -1]),
             )
         )
     return out
@@ -352,29 +409,29 @@ def evaluate_fleet(
         )
     )
 
-    for case in schema_cases(config.schemas, training_scores, config):
+    say("bounding the aggregate window's rows (each card ≤ m per site and day)")
+    window = window_rows(fleet, w, config.max_contributions, config.period_days)
+    for case_index, case in enumerate(schema_cases(config.schemas, training_scores, config)):
         say(f"{case.name}: {case.schema.domain_size()} cells, exact tables")
-        batches = window_batches(
-            fleet, scored, case.schema, w, config.max_contributions, config.period_days
-        )
+        batches = schema_batches(window, scored, case.schema)
+        score = CellScorer(case, test_rows)
         exact = sum_tables(exact_as_released(b) for b in batches)
-        booster = case.train(exact)
         rows.append(
             Row(
                 case.name,
                 "no noise (ε = ∞)",
                 math.inf,
-                (fleet_metrics(test_frame, case.score(booster, test_rows)),),
+                (fleet_metrics(test_frame, score(case.train(exact))),),
             )
         )
         epsilons = config.baseline_epsilons if case.name == "feature bins" else config.epsilons
-        for epsilon in epsilons:
+        for eps_index, epsilon in enumerate(epsilons):
             runs = []
             for draw in range(config.draws):
                 say(f"{case.name}: ε = {epsilon:g}, draw {draw + 1}/{config.draws}")
-                table = release_all(batches, case.schema, config.params(epsilon))
-                booster = case.train(table)
-                runs.append(fleet_metrics(test_frame, case.score(booster, test_rows)))
+                noise = config.noise(fleet.sites, case_index, eps_index, draw)
+                table = release_all(batches, case.schema, config.params(epsilon), noise)
+                runs.append(fleet_metrics(test_frame, score(case.train(table))))
             rows.append(Row(case.name, f"ε = {epsilon:g}", epsilon, tuple(runs)))
     info: dict[str, object] = {
         "band_edges": edges,

@@ -61,6 +61,7 @@ class FleetRunConfig:
             epsilons=self.epsilons if epsilons is None else epsilons,
             draws=self.draws,
             schemas=self.schemas,
+            noise_seed=self.seed,
         )
 
 
@@ -163,8 +164,9 @@ def format_fleet_report(
         f"- aggregate window: {w.aggregate_start} .. {w.aggregate_end} (exclusive): one table "
         f"per site and {evaluation.period_days}-day period (`privacy.period_days`), "
         f"≤ {evaluation.max_contributions} transactions per card, site and day, known-domain "
-        "release (OpenDP discrete Laplace) noised for one card's day, ε per card per site "
-        "per day",
+        "release noised for one card's day, ε per card per site per day: OpenDP's "
+        "discrete Laplace scale, the noise drawn from the same distribution with a seeded "
+        f"generator (`seeded_noise`, seed {config.seed}) so this table reproduces",
         f"- test week: {test.test_start} .. {test.test_end} (exclusive), cards known "
         "compromised removed (handbook); Card Precision@100 with the handbook's rule (cards "
         "detected on an earlier test day removed before ranking)",

@@ -14,10 +14,16 @@ import pytest
 from fraudscreen import history
 from fraudscreen.config.settings import PrivacyConfig
 from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_detected_removed
+from fraudscreen.model.stacked import score_rows
+from fraudscreen.model.train_aggregates import exact_as_released, sum_tables
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
 from fraudscreen.privacy.fleet_evaluation import (
     BAND_VARIANTS,
+    CellScorer,
+    ExactTable,
     Windows,
+    release_all,
+    schema_cases,
     simulate_fleet_history,
     window_batches,
 )
@@ -115,3 +121,32 @@ def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
     document = json.loads(written[2].read_text())
     assert document["fleets"][0]["recovery"] == recovery(result.drift_rows)
     assert written[1].stat().st_size > 1000  # the plot
+
+
+def test_cell_scorer_serves_what_the_gateway_path_scores() -> None:
+    """Predicting each distinct cell once gives the scores of `score_rows` (the stacked
+    path) and of the feature-bin model on every row."""
+    fleet = simulate_fleet_history(2, days=12, drift_start=None)
+    rng = np.random.default_rng(1)
+    rows = with_scores(fleet.features, rng.random(len(fleet.frame)))
+    config = FleetRunConfig(sites=(2,)).evaluation()
+    for case in schema_cases(["score bands", "feature bins"], rows[:, -1], config):
+        windows = Windows(fleet.frame[history.TX_DATETIME].min().date() + dt.timedelta(days=4), 8)
+        batches = window_batches(fleet, rows, case.schema, windows, 2, 4)
+        booster = case.train(sum_tables(exact_as_released(b) for b in batches))
+        sample = rows[:5000]
+        if case.name == "score bands":
+            expected = score_rows(booster, case.schema, sample)
+        else:
+            expected = booster.predict(case.schema.transform_matrix(sample[:, :-1]))
+        np.testing.assert_array_equal(CellScorer(case, sample)(booster), expected)
+
+
+def test_seeded_fleet_noise_reproduces_and_differs_by_draw() -> None:
+    schema = score_band_schema((0.2, 0.5, 0.8), {}, model_version="m")
+    batches: list[ExactTable] = [{(0,): (10, 1)}, {}, {(2,): (3, 2)}]
+    config = FleetRunConfig(sites=(2,)).evaluation()
+    params = config.params(1.0)
+    first = release_all(batches, schema, params, config.noise(2, 0, 0, 0))
+    assert first == release_all(batches, schema, params, config.noise(2, 0, 0, 0))
+    assert first != release_all(batches, schema, params, config.noise(2, 0, 0, 1))
