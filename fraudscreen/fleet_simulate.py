@@ -33,7 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 from tqdm import tqdm
 
-from fraudscreen.history import SITE_ID
+from fraudscreen.history import SITE_ID, TRANSACTION_ID
 from fraudscreen.simulate import (
     COLUMNS,
     MAX_MEAN_TX_PER_DAY,
@@ -428,12 +428,61 @@ def fleet_profiles(config: FleetConfig) -> FleetProfiles:
     return FleetProfiles(sites, terminals, customers)
 
 
+@dataclass(frozen=True)
+class FleetRows:
+    """A simulated fleet as arrays, before its table: what a caller that needs only part
+    of it (one site, rows from a day on) slices, instead of building the whole frame."""
+
+    raw: RawTransactions  # time-sorted
+    scenario: npt.NDArray[np.int8]
+    amount_minor: IntArray
+    entry_mode: IntArray
+    pans: npt.NDArray[np.str_]  # one per card
+    terminal_mcc: IntArray
+    terminal_site: IntArray
+    start: datetime.date
+
+    @property
+    def sites(self) -> int:
+        return int(self.terminal_site.max()) + 1  # every site has a terminal
+
+    @property
+    def site(self) -> IntArray:
+        """SITE_ID of each row."""
+        site: IntArray = self.terminal_site[self.raw.terminal]
+        return site
+
+    def frame(self, rows: IntArray | None = None, ids: IntArray | None = None) -> pd.DataFrame:
+        """The FLEET_COLUMNS table of `rows` (all by default; time-sorted indices), with
+        TRANSACTION_ID `ids` (default: the row numbers of the whole table)."""
+        raw = self.raw
+        scenario, amount, entry = self.scenario, self.amount_minor, self.entry_mode
+        if rows is not None:
+            raw = RawTransactions(
+                *(getattr(raw, f)[rows] for f in RawTransactions.__dataclass_fields__)
+            )
+            scenario, amount, entry = scenario[rows], amount[rows], entry[rows]
+        frame = transaction_frame(
+            raw, scenario, amount, entry, self.pans, self.terminal_mcc, self.start
+        )
+        if rows is not None or ids is not None:
+            frame[TRANSACTION_ID] = rows if ids is None else ids
+        frame[SITE_ID] = self.terminal_site[raw.terminal]
+        return frame
+
+
 def simulate_fleet(config: FleetConfig, *, progress: bool = True) -> pd.DataFrame:
     """The FLEET_COLUMNS table: simulate.COLUMNS for the whole fleet, plus SITE_ID.
 
     Time-sorted, TRANSACTION_ID = row number, TERMINAL_ID unique across the fleet. The same
     config always gives an identical frame; progress goes to stderr.
     """
+    return simulate_fleet_rows(config, progress=progress).frame()
+
+
+def simulate_fleet_rows(config: FleetConfig, *, progress: bool = True) -> FleetRows:
+    """`simulate_fleet` as arrays. Scenario 4 (drift) only adds rows, from its own random
+    stream: without its rows, a drifted fleet is the same config's fleet without drift."""
     streams = _streams(config.seed)
     fleet = _build_fleet(config)
     cards = fleet.home.size
@@ -471,17 +520,16 @@ def simulate_fleet(config: FleetConfig, *, progress: bool = True) -> pd.DataFram
         entry_mode = merge(entry_mode, drift.entry_mode)
         raw = merge.rows(raw, drift.raw)
 
-    frame = transaction_frame(
+    return FleetRows(
         raw,
         scenario,
         amount_minor,
         entry_mode,
         fleet.customers.pan,
         fleet.site_mcc[fleet.terminal_site],
+        fleet.terminal_site,
         config.start,
     )
-    frame[SITE_ID] = fleet.terminal_site[raw.terminal]
-    return frame
 
 
 @dataclass(frozen=True)

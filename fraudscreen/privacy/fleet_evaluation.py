@@ -28,16 +28,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
+from tqdm import tqdm
 
 from fraudscreen import history
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.features.definitions import FEATURE_NAMES
+from fraudscreen.fleet_simulate import FleetConfig, FleetRows, simulate_fleet_rows
 from fraudscreen.model.evaluate import (
     ProtocolPeriods,
     card_precision_at_k_detected_removed,
@@ -95,6 +98,7 @@ class Windows:
     aggregate_days: int = 14
     delay_days: int = 7
     test_days: int = 7
+    shipped_days: int = 7
 
     @property
     def aggregate_start(self) -> dt.date:
@@ -243,11 +247,12 @@ def window_rows(
 
 
 def schema_batches(
-    window: WindowRows, scored_rows: FloatArray, schema: BinSchema
+    window: WindowRows, window_scored_rows: FloatArray, schema: BinSchema
 ) -> list[ExactTable]:
-    """Exact tables of every batch under `schema` (`cell_counts`, the gateway's path);
-    empty batches included (a site still releases its domain)."""
-    codes = cell_codes(schema, scored_rows[window.rows])
+    """Exact tables of every batch under `schema` (`cell_counts`, the gateway's path) from
+    the scored rows of `window.rows`; empty batches included (a site still releases its
+    domain)."""
+    codes = cell_codes(schema, window_scored_rows)
     tables = count_cells(codes, window.labels, window.groups)
     return [tables.get(g, {}) for g in range(window.batches)]
 
@@ -262,7 +267,7 @@ def window_batches(
 ) -> list[ExactTable]:
     """Exact bounded tables of every (site, period) of the aggregate window."""
     window = window_rows(fleet, windows, max_contributions, period_days)
-    return schema_batches(window, scored_rows, schema)
+    return schema_batches(window, scored_rows[window.rows], schema)
 
 
 def release_all(
@@ -375,21 +380,23 @@ def evaluate_fleet(
     frame, features = fleet.frame, fleet.features
 
     say(f"{fleet.sites} sites, {len(frame):,} rows: shipped model (week to {w.shipped_train_end})")
-    shipped = train_raw_rows(frame, features, w.shipped_train_end, 7, config)
-    shipped_days = _days_from(frame, w.shipped_train_end - dt.timedelta(days=7))
-    shipped_rows = (shipped_days >= 0) & (shipped_days < 7)
+    shipped = train_raw_rows(frame, features, w.shipped_train_end, w.shipped_days, config)
+    shipped_days = _days_from(frame, w.shipped_train_end - dt.timedelta(days=w.shipped_days))
+    shipped_rows = (shipped_days >= 0) & (shipped_days < w.shipped_days)
     training_scores = np.asarray(shipped.predict(features[shipped_rows]), np.float64)
     edges = band_edges(training_scores)
 
-    window_days = _days_from(frame, w.aggregate_start)
+    say("bounding the aggregate window's rows (each card ≤ m per site and day)")
+    window = window_rows(fleet, w, config.max_contributions, config.period_days)
     test_mask = evaluation_mask(frame, w.test)
-    needed = ((window_days >= 0) & (window_days < w.aggregate_days)) | test_mask
+    needed = test_mask.copy()
+    needed[window.rows] = True  # the deployed model scores only what is tabled or tested
     deployed = np.full(len(frame), np.nan)
     deployed[needed] = shipped.predict(features[needed])
-    scored = with_scores(features, deployed)
+    window_scored = with_scores(features[window.rows], deployed[window.rows])
+    test_rows = with_scores(features[test_mask], deployed[test_mask])
 
     test_frame = frame[test_mask]
-    test_rows = scored[test_mask]
     rows: list[Row] = [
         Row(
             "-",
@@ -409,11 +416,9 @@ def evaluate_fleet(
         )
     )
 
-    say("bounding the aggregate window's rows (each card ≤ m per site and day)")
-    window = window_rows(fleet, w, config.max_contributions, config.period_days)
     for case_index, case in enumerate(schema_cases(config.schemas, training_scores, config)):
         say(f"{case.name}: {case.schema.domain_size()} cells, exact tables")
-        batches = schema_batches(window, scored, case.schema)
+        batches = schema_batches(window, window_scored, case.schema)
         score = CellScorer(case, test_rows)
         exact = sum_tables(exact_as_released(b) for b in batches)
         rows.append(
@@ -473,22 +478,64 @@ KEEP_COLUMNS = (
 
 
 def simulate_fleet_history(
-    sites: int, *, days: int, drift_start: int | None, seed: int = 0, progress: bool = False
+    sites: int,
+    *,
+    days: int,
+    drift_start: int | None,
+    seed: int = 0,
+    keep_from: int = 0,
+    progress: bool = False,
 ) -> Fleet:
-    """`fraudscreen simulate --sites N`, with each site's features from its own journal
-    (a card's velocity counts only its transactions at this site, as its gateway sees it)."""
-    from fraudscreen.features.batch import compute_features
-    from fraudscreen.fleet_simulate import FleetConfig, simulate_fleet
-
+    """`fraudscreen simulate --sites N` as a `Fleet` (see `fleet_history`)."""
     config = FleetConfig(sites=sites, days=days, drift_start=drift_start, seed=seed)
-    frame = history.validate_history(simulate_fleet(config, progress=progress))
-    site_of = frame[SITE_ID].to_numpy().astype(np.int64)
-    features = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
-    order = np.argsort(site_of, kind="stable")
-    bounds = np.searchsorted(site_of[order], np.arange(sites + 1))
-    for site in range(sites):
-        rows = order[bounds[site] : bounds[site + 1]]
-        if len(rows):
-            features[rows] = compute_features(frame.iloc[rows].reset_index(drop=True))
-    frame = frame[[c for c in KEEP_COLUMNS if c in frame]].copy()
-    return Fleet(frame, features, site_of, sites)
+    return fleet_history(simulate_fleet_rows(config, progress=progress), keep_from=keep_from)
+
+
+def fleet_history(
+    rows: FleetRows,
+    *,
+    keep_from: int = 0,
+    without_scenario: int | None = None,
+    progress: bool = False,
+) -> Fleet:
+    """Each site's features from its own journal (a card's velocity counts only its
+    transactions at this site, as its gateway sees it), one site at a time so a 500-site
+    fleet fits in memory; rows before day `keep_from` only warm the features up and are
+    dropped. `without_scenario`: the same fleet without that scenario's rows, numbered as
+    its own table (scenario 4 only adds rows: this is the fleet simulated without drift)."""
+    from fraudscreen.features.batch import compute_features
+
+    site = rows.site
+    sites = rows.sites
+    present = np.ones(site.size, dtype=bool)
+    if without_scenario is not None:
+        present = rows.scenario != without_scenario
+    ids = np.cumsum(present) - 1
+    kept = present & (rows.raw.day >= keep_from)
+    position = np.cumsum(kept) - 1
+    total = int(kept.sum())
+    features = np.empty((total, len(FEATURE_NAMES)), dtype=np.float64)
+    columns: dict[str, npt.NDArray[Any]] = {}
+    order = np.argsort(site, kind="stable")
+    bounds = np.searchsorted(site[order], np.arange(sites + 1))
+    for s in tqdm(
+        range(sites), desc="site features", unit="site", file=sys.stderr, disable=not progress
+    ):
+        idx = order[bounds[s] : bounds[s + 1]]
+        idx = idx[present[idx]]
+        if not idx.size:
+            continue
+        frame = history.validate_history(rows.frame(idx, ids[idx]))
+        if not np.array_equal(frame[history.TRANSACTION_ID].to_numpy(), ids[idx]):
+            raise AssertionError("a site's journal must keep the fleet's time order")
+        site_features = compute_features(frame)
+        keep = kept[idx]
+        at = position[idx[keep]]
+        features[at] = site_features[keep]
+        for column in KEEP_COLUMNS:
+            values = frame[column].to_numpy()[keep]
+            if column not in columns:
+                columns[column] = np.empty(total, dtype=values.dtype)
+            columns[column][at] = values
+    table = pd.DataFrame(columns, columns=list(KEEP_COLUMNS), copy=False)
+    return Fleet(table, features, table[SITE_ID].to_numpy().astype(np.int64), sites)

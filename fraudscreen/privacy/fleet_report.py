@@ -14,19 +14,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fraudscreen.fleet_simulate import SCENARIO_4, FleetConfig, simulate_fleet_rows
 from fraudscreen.privacy.fleet_evaluation import (
     FleetEvaluationConfig,
     Row,
     Windows,
     evaluate_fleet,
+    fleet_history,
     format_rows,
-    simulate_fleet_history,
 )
 
 FLEET_PLOT_FILE = "fleet_privacy.png"
@@ -127,23 +129,39 @@ def recovery_line(rows: Sequence[Row]) -> str:
 
 
 def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[FleetResult]:
+    """Each fleet simulated once: with --drift, the no-drift fleet is the drifted one
+    without its scenario-4 rows (the simulator only adds them), so the two share
+    everything but the drift."""
     results = []
     window_start = (SHIPPED_TRAIN_END - FLEET_START).days
+    keep_from = window_start - config.evaluation().windows.shipped_days  # before: warm-up
     for sites in config.sites:
-        fleet = simulate_fleet_history(sites, days=config.days, drift_start=None, seed=config.seed)
+        if progress:
+            print(f"simulating {sites} sites, {config.days} days", file=sys.stderr, flush=True)
+        simulated = simulate_fleet_rows(
+            FleetConfig(
+                sites=sites,
+                days=config.days,
+                drift_start=window_start if config.drift else None,
+                seed=config.seed,
+            ),
+            progress=progress,
+        )
+        fleet = fleet_history(
+            simulated, keep_from=keep_from, without_scenario=SCENARIO_4, progress=progress
+        )
         rows, info = evaluate_fleet(fleet, config.evaluation(), progress=progress)
         info |= {"rows": len(fleet.frame), "frauds": int(fleet.frame["TX_FRAUD"].sum())}
         del fleet
         drift_rows: tuple[Row, ...] = ()
         drift_info = None
         if config.drift:
-            drifted = simulate_fleet_history(
-                sites, days=config.days, drift_start=window_start, seed=config.seed
-            )
+            drifted = fleet_history(simulated, keep_from=keep_from, progress=progress)
             drift_config = replace(config.evaluation((GOAL_EPSILON,)), schemas=(CHOSEN,))
             d_rows, drift_info = evaluate_fleet(drifted, drift_config, progress=progress)
             drift_rows = tuple(d_rows)
             del drifted
+        del simulated
         results.append(FleetResult(sites, tuple(rows), info, drift_rows, drift_info))
     return results
 

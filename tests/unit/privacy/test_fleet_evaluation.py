@@ -13,6 +13,7 @@ import pytest
 
 from fraudscreen import history
 from fraudscreen.config.settings import PrivacyConfig
+from fraudscreen.fleet_simulate import FleetConfig, simulate_fleet_rows
 from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_detected_removed
 from fraudscreen.model.stacked import score_rows
 from fraudscreen.model.train_aggregates import exact_as_released, sum_tables
@@ -22,6 +23,7 @@ from fraudscreen.privacy.fleet_evaluation import (
     CellScorer,
     ExactTable,
     Windows,
+    fleet_history,
     release_all,
     schema_cases,
     simulate_fleet_history,
@@ -150,3 +152,25 @@ def test_seeded_fleet_noise_reproduces_and_differs_by_draw() -> None:
     first = release_all(batches, schema, params, config.noise(2, 0, 0, 0))
     assert first == release_all(batches, schema, params, config.noise(2, 0, 0, 0))
     assert first != release_all(batches, schema, params, config.noise(2, 0, 0, 1))
+
+
+def test_a_fleet_history_is_its_sites_journals_from_the_kept_day() -> None:
+    """Built a site at a time from the day `keep_from` on, the fleet has the rows and
+    features of the whole-table build; without scenario 4 a drifted fleet is the fleet
+    simulated without drift, row for row and feature for feature."""
+    config = FleetConfig(sites=3, days=12, drift_start=5)
+    rows = simulate_fleet_rows(config, progress=False)
+    whole = fleet_history(rows)
+    assert len(whole.frame) == len(rows.scenario) and whole.sites == 3
+    late = fleet_history(rows, keep_from=8)
+    from_day_8 = np.flatnonzero(rows.raw.day >= 8)
+    assert late.frame[history.TRANSACTION_ID].tolist() == from_day_8.tolist()
+    np.testing.assert_array_equal(late.features, whole.features[from_day_8])
+    assert (late.frame[history.TX_FRAUD_SCENARIO] == 4).any()
+
+    steady = fleet_history(rows, keep_from=8, without_scenario=4)
+    expected = simulate_fleet_history(3, days=12, drift_start=None, keep_from=8)
+    pd.testing.assert_frame_equal(steady.frame, expected.frame)
+    np.testing.assert_array_equal(steady.features, expected.features)
+    np.testing.assert_array_equal(steady.site_of, expected.site_of)
+    assert not (steady.frame[history.TX_FRAUD_SCENARIO] == 4).any()
