@@ -54,7 +54,13 @@ from fraudscreen.model.train_aggregates import (
     sum_tables,
     train_from_table,
 )
-from fraudscreen.privacy.cell_counts import bounded_mask, cell_codes, count_cells, key_digests
+from fraudscreen.privacy.cell_counts import (
+    bounded_mask,
+    cell_codes,
+    count_cells,
+    key_digests,
+    unique_rows,
+)
 from fraudscreen.privacy.release import NoiseSampler, ReleaseParameters, release_known_domain
 from fraudscreen.privacy.seeded_noise import SeededDiscreteLaplace
 from fraudscreen.score_bands import (
@@ -306,10 +312,10 @@ class CellScorer:
     def __init__(self, case: SchemaCase, scored_rows: FloatArray) -> None:
         self.case = case
         self.rows = scored_rows
-        self.unique, self.inverse = np.unique(case.inputs(scored_rows), axis=0, return_inverse=True)
+        self.unique, self.inverse, _ = unique_rows(case.inputs(scored_rows))
 
     def __call__(self, booster: lightgbm.Booster) -> FloatArray:
-        predicted = np.asarray(booster.predict(self.unique), np.float64)[self.inverse.ravel()]
+        predicted = np.asarray(booster.predict(self.unique), np.float64)[self.inverse]
         return self.case.served(predicted, self.rows)
 
 

@@ -18,6 +18,7 @@ from fraudscreen.model.evaluate import card_precision_at_k, card_precision_at_k_
 from fraudscreen.model.stacked import score_rows
 from fraudscreen.model.train_aggregates import exact_as_released, sum_tables
 from fraudscreen.privacy.aggregate import LabelledRow, exact_table
+from fraudscreen.privacy.cell_counts import unique_rows
 from fraudscreen.privacy.fleet_evaluation import (
     BAND_VARIANTS,
     CellScorer,
@@ -174,3 +175,20 @@ def test_a_fleet_history_is_its_sites_journals_from_the_kept_day() -> None:
     np.testing.assert_array_equal(steady.features, expected.features)
     np.testing.assert_array_equal(steady.site_of, expected.site_of)
     assert not (steady.frame[history.TX_FRAUD_SCENARIO] == 4).any()
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.random.default_rng(0).integers(-1, 4, (5000, 6)).astype(np.float64),
+        np.random.default_rng(1).integers(0, 3, (3000, 4)),
+        np.array([[1.5, 2.0], [1.5, 2.0], [0.0, 1.0]]),  # not whole numbers: np.unique itself
+        np.zeros((0, 3)),
+    ],
+)
+def test_unique_rows_is_numpys_unique_by_rows(matrix: np.ndarray) -> None:
+    unique, inverse, counts = np.unique(matrix, axis=0, return_inverse=True, return_counts=True)
+    got = unique_rows(matrix)
+    np.testing.assert_array_equal(got[0], unique)
+    np.testing.assert_array_equal(got[1], inverse.ravel())
+    np.testing.assert_array_equal(got[2], counts)
