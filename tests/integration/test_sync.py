@@ -4,6 +4,7 @@ once, and what crosses the wire or lands at the hub holds no card, terminal, tim
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -212,7 +213,10 @@ def test_offline_days_then_every_batch_arrives_once(
     numbers = {str(n) for n in sent_amounts | sent_times}
     wire_ints = {str(c.noisy_total) for p in pushes for c in p.batch.cells}
     assert not numbers & wire_ints
-    assert not any(n in v for n in numbers for v in hub_values)
+    # whole numbers only: a 6-digit amount turns up inside a random hex digest about once
+    # in a hundred runs, which is chance, not a leak
+    hub_numbers = {n for v in hub_values for n in re.findall(r"\d+", v)}
+    assert not numbers & hub_numbers
 
 
 def tick_until_sent(gw: Gateway) -> None:
