@@ -377,16 +377,30 @@ def schema_cases(
     return out
 
 
+def train_shipped(fleet: Fleet, config: FleetEvaluationConfig) -> lightgbm.Booster:
+    """The model the fleet runs while it releases tables: raw rows of the week before the
+    aggregate window."""
+    w = config.windows
+    return train_raw_rows(fleet.frame, fleet.features, w.shipped_train_end, w.shipped_days, config)
+
+
 def evaluate_fleet(
-    fleet: Fleet, config: FleetEvaluationConfig, *, progress: bool = True
+    fleet: Fleet,
+    config: FleetEvaluationConfig,
+    *,
+    shipped: lightgbm.Booster | None = None,
+    progress: bool = True,
 ) -> tuple[list[Row], dict[str, object]]:
-    """Every row of the comparison for one fleet."""
+    """Every row of the comparison for one fleet. `shipped`: the shipped model when it is
+    already trained (a drifted fleet shares every row before the window with its no-drift
+    twin, so their shipped models are the same)."""
     say = _Say(progress)
     w = config.windows
     frame, features = fleet.frame, fleet.features
 
     say(f"{fleet.sites} sites, {len(frame):,} rows: shipped model (week to {w.shipped_train_end})")
-    shipped = train_raw_rows(frame, features, w.shipped_train_end, w.shipped_days, config)
+    if shipped is None:
+        shipped = train_shipped(fleet, config)
     shipped_days = _days_from(frame, w.shipped_train_end - dt.timedelta(days=w.shipped_days))
     shipped_rows = (shipped_days >= 0) & (shipped_days < w.shipped_days)
     training_scores = np.asarray(shipped.predict(features[shipped_rows]), np.float64)

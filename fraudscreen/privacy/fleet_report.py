@@ -29,6 +29,7 @@ from fraudscreen.privacy.fleet_evaluation import (
     evaluate_fleet,
     fleet_history,
     format_rows,
+    train_shipped,
 )
 
 FLEET_PLOT_FILE = "fleet_privacy.png"
@@ -150,7 +151,8 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
         fleet = fleet_history(
             simulated, keep_from=keep_from, without_scenario=SCENARIO_4, progress=progress
         )
-        rows, info = evaluate_fleet(fleet, config.evaluation(), progress=progress)
+        shipped = train_shipped(fleet, config.evaluation())
+        rows, info = evaluate_fleet(fleet, config.evaluation(), shipped=shipped, progress=progress)
         info |= {"rows": len(fleet.frame), "frauds": int(fleet.frame["TX_FRAUD"].sum())}
         del fleet
         drift_rows: tuple[Row, ...] = ()
@@ -158,7 +160,9 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
         if config.drift:
             drifted = fleet_history(simulated, keep_from=keep_from, progress=progress)
             drift_config = replace(config.evaluation((GOAL_EPSILON,)), schemas=(CHOSEN,))
-            d_rows, drift_info = evaluate_fleet(drifted, drift_config, progress=progress)
+            d_rows, drift_info = evaluate_fleet(
+                drifted, drift_config, shipped=shipped, progress=progress
+            )
             drift_rows = tuple(d_rows)
             del drifted
         del simulated

@@ -23,11 +23,13 @@ from fraudscreen.privacy.fleet_evaluation import (
     BAND_VARIANTS,
     CellScorer,
     ExactTable,
+    FleetEvaluationConfig,
     Windows,
     fleet_history,
     release_all,
     schema_cases,
     simulate_fleet_history,
+    train_shipped,
     window_batches,
 )
 from fraudscreen.privacy.fleet_report import (
@@ -175,6 +177,23 @@ def test_a_fleet_history_is_its_sites_journals_from_the_kept_day() -> None:
     np.testing.assert_array_equal(steady.features, expected.features)
     np.testing.assert_array_equal(steady.site_of, expected.site_of)
     assert not (steady.frame[history.TX_FRAUD_SCENARIO] == 4).any()
+
+
+def test_a_drifted_fleet_ships_the_model_of_its_steady_twin() -> None:
+    """Drift starts with the aggregate window: the shipped week is the same in both
+    fleets, so the report trains the shipped model once and evaluates both with it."""
+    rows = simulate_fleet_rows(FleetConfig(sites=3, days=12, drift_start=7), progress=False)
+    drifted = fleet_history(rows)
+    steady = fleet_history(rows, without_scenario=4)
+    start = drifted.frame[history.TX_DATETIME].min().date()
+    config = FleetEvaluationConfig(Windows(start + dt.timedelta(days=7)), raw_trees=20)
+    assert len(drifted.frame) > len(steady.frame)
+    shipped = train_shipped(drifted, config).model_to_string()
+    assert shipped == train_shipped(steady, config).model_to_string()
+    later = FleetEvaluationConfig(Windows(start + dt.timedelta(days=9)), raw_trees=20)
+    assert train_shipped(drifted, later).model_to_string() != (
+        train_shipped(steady, later).model_to_string()
+    )
 
 
 @pytest.mark.parametrize(
