@@ -15,6 +15,7 @@ from fraudscreen.cli.arguments import (
     date,
     epsilons,
     mechanisms,
+    names,
     positive_float,
     positive_int,
     site_counts,
@@ -253,6 +254,7 @@ def _cmd_evaluate_fleet(args: argparse.Namespace) -> int:
         draws=args.repetitions,
         drift=args.drift,
         seed=0 if args.seed is None else args.seed,
+        **({"schemas": args.schemas} if args.schemas else {}),
     )
     markdown, seconds = timed_run(config, args.out, progress=not args.quiet)
     print(markdown)
@@ -508,6 +510,13 @@ def _add_privacy_evaluation(parser: argparse.ArgumentParser) -> None:
         "--drift",
         action="store_true",
         help="fleet mode: also measure recovery from card testing (scenario 4)",
+    )
+    group.add_argument(
+        "--schemas",
+        type=names,
+        default=None,
+        help="fleet mode: the tables compared side by side, comma-separated (feature bins,"
+        "score bands; more in privacy/fleet_evaluation.py BAND_VARIANTS)",
     )
     group.add_argument(
         "--epsilons",

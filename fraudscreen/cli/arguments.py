@@ -160,6 +160,14 @@ def epsilons(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list like 0.5,1,2") from None
 
 
+def names(text: str) -> tuple[str, ...]:
+    """'a, b,c' -> ('a', 'b', 'c'); what the names mean is checked where they are used."""
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one name")
+    return parts
+
+
 def site_counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(",") if part.strip())

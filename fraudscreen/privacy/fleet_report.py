@@ -12,6 +12,7 @@ Writes OUT/fleet_privacy.md, .json and .png (AP vs. epsilon per fleet size).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import sys
@@ -23,6 +24,8 @@ from typing import Any
 
 from fraudscreen.fleet_simulate import SCENARIO_4, FleetConfig, simulate_fleet_rows
 from fraudscreen.privacy.fleet_evaluation import (
+    FEATURE_BINS,
+    SCHEMA_NAMES,
     FleetEvaluationConfig,
     Row,
     Windows,
@@ -34,7 +37,7 @@ from fraudscreen.privacy.fleet_evaluation import (
 
 FLEET_PLOT_FILE = "fleet_privacy.png"
 CHOSEN = "score bands"
-BASELINE = "feature bins"
+BASELINE = FEATURE_BINS
 RAW_LABEL_PREFIX = "raw rows"
 SHIPPED_LABEL_PREFIX = "shipped"
 GOAL_EPSILON = 1.0
@@ -57,6 +60,19 @@ class FleetRunConfig:
     seed: int = 0
     days: int = HISTORY_DAYS
     schemas: tuple[str, ...] = (BASELINE, CHOSEN)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.schemas if name not in SCHEMA_NAMES]
+        if unknown or not self.schemas:
+            raise ValueError(
+                f"schemas {', '.join(map(repr, unknown or self.schemas))} unknown: give one or "
+                f"more of {', '.join(map(repr, SCHEMA_NAMES))}, comma-separated"
+            )
+
+    @property
+    def drift_schemas(self) -> tuple[str, ...]:
+        """The corrections measured under drift: every score-band schema asked for."""
+        return tuple(name for name in self.schemas if name != BASELINE) or (CHOSEN,)
 
     def evaluation(self, epsilons: tuple[float, ...] | None = None) -> FleetEvaluationConfig:
         return FleetEvaluationConfig(
@@ -106,10 +122,10 @@ def goal_lines(result: FleetResult) -> list[str]:
     return lines
 
 
-def recovery(rows: Sequence[Row]) -> float | None:
+def recovery(rows: Sequence[Row], schema: str = CHOSEN) -> float | None:
     shipped = _find(rows, "-", SHIPPED_LABEL_PREFIX)
     raw = _find(rows, "-", RAW_LABEL_PREFIX)
-    dp = _find(rows, CHOSEN, f"ε = {GOAL_EPSILON:g}")
+    dp = _find(rows, schema, f"ε = {GOAL_EPSILON:g}")
     if shipped is None or raw is None or dp is None:
         return None
     gained = raw.mean("average_precision") - shipped.mean("average_precision")
@@ -118,14 +134,14 @@ def recovery(rows: Sequence[Row]) -> float | None:
     return (dp.mean("average_precision") - shipped.mean("average_precision")) / gained
 
 
-def recovery_line(rows: Sequence[Row]) -> str:
-    share = recovery(rows)
+def recovery_line(rows: Sequence[Row], schema: str = CHOSEN) -> str:
+    share = recovery(rows, schema)
     if share is None:
-        return "raw retraining recovered nothing over the shipped model: no ratio"
+        return f"{schema}: raw retraining recovered nothing over the shipped model: no ratio"
     verdict = "met" if share >= GOAL_RECOVERY else "missed"
     return (
-        f"aggregates (ε = 1) recover {share:.0%} of the AP that raw retraining recovers "
-        f"over the shipped model (goal ≥ {GOAL_RECOVERY:.0%}): **{verdict}**"
+        f"{schema}: aggregates (ε = 1) recover {share:.0%} of the AP that raw retraining "
+        f"recovers over the shipped model (goal ≥ {GOAL_RECOVERY:.0%}): **{verdict}**"
     )
 
 
@@ -159,7 +175,7 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
         drift_info = None
         if config.drift:
             drifted = fleet_history(simulated, keep_from=keep_from, progress=progress)
-            drift_config = replace(config.evaluation((GOAL_EPSILON,)), schemas=(CHOSEN,))
+            drift_config = replace(config.evaluation((GOAL_EPSILON,)), schemas=config.drift_schemas)
             d_rows, drift_info = evaluate_fleet(
                 drifted, drift_config, shipped=shipped, progress=progress
             )
@@ -213,7 +229,7 @@ def format_fleet_report(
                 "",
                 format_rows(result.drift_rows),
                 "",
-                f"- {recovery_line(result.drift_rows)}",
+                *(f"- {recovery_line(result.drift_rows, s)}" for s in config.drift_schemas),
                 "",
             ]
     return "\n".join(lines)
@@ -227,7 +243,8 @@ def plot_fleet(results: Sequence[FleetResult], config: FleetRunConfig, path: Pat
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.5), squeeze=False)
     for ax, result in zip(axes[0], results, strict=True):
-        for schema, style in ((CHOSEN, "o-"), (BASELINE, "s--")):
+        styles = ("o-", "s--", "^:", "v-.", "d:")
+        for schema, style in zip(config.schemas, itertools.cycle(styles), strict=False):
             rows = [r for r in result.rows if r.schema == schema and r.epsilon is not None]
             dp = sorted((r for r in rows if not math.isinf(r.epsilon or 0.0)), key=_eps)
             ax.errorbar(
@@ -288,6 +305,9 @@ def write_fleet_report(
                 "rows": [_row_json(x) for x in r.rows],
                 "drift_rows": [_row_json(x) for x in r.drift_rows],
                 "recovery": recovery(r.drift_rows) if r.drift_rows else None,
+                "recovery_by_schema": {
+                    s: recovery(r.drift_rows, s) for s in config.drift_schemas if r.drift_rows
+                },
             }
             for r in results
         ],

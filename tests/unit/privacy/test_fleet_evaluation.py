@@ -43,7 +43,7 @@ from fraudscreen.score_bands import score_band_schema, with_scores
 
 @pytest.mark.parametrize(
     ("variant", "period_days"),
-    [("score bands", 1), ("score bands", 2), ("16 score bands, 720 cells", 2)],
+    [("score bands", 1), ("score bands", 2), ("16 score bands (720 cells)", 2)],
 )
 def test_evaluation_batches_are_the_gateway_tables(variant: str, period_days: int) -> None:
     """One code path: the evaluation's vectorized (site, period) tables equal what each
@@ -107,7 +107,15 @@ def test_card_precision_removes_cards_detected_on_an_earlier_day() -> None:
 
 
 def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
-    config = FleetRunConfig(sites=(2,), epsilons=(1.0, 4.0), draws=2, drift=True)
+    fine = "score bands x fine card burst"
+    config = FleetRunConfig(
+        sites=(2,),
+        epsilons=(1.0, 4.0),
+        draws=2,
+        drift=True,
+        schemas=("feature bins", "score bands", fine),
+    )
+    assert config.drift_schemas == ("score bands", fine)
     results = run_fleet_privacy(config, progress=False)
     (result,) = results
     labels = [(r.schema, r.label) for r in result.rows]
@@ -120,11 +128,15 @@ def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
     assert all(0.0 <= r.average_precision <= 1.0 for r in noisy.runs)
     drift_labels = [r.label for r in result.drift_rows]
     assert drift_labels[0].startswith("shipped") and "ε = 1" in drift_labels
+    assert {r.schema for r in result.drift_rows} == {"-", "score bands", fine}
     written = write_fleet_report(results, config, 1.0, tmp_path)
     markdown = written[0].read_text()
     assert "## 2 sites" in markdown and "### Drift, 2 sites" in markdown
     document = json.loads(written[2].read_text())
     assert document["fleets"][0]["recovery"] == recovery(result.drift_rows)
+    by_schema = document["fleets"][0]["recovery_by_schema"]
+    assert by_schema == {s: recovery(result.drift_rows, s) for s in config.drift_schemas}
+    assert f"- {fine}: " in markdown
     assert written[1].stat().st_size > 1000  # the plot
 
 
