@@ -142,9 +142,16 @@ class FleetEvaluationConfig:
     def params(self, epsilon: float) -> ReleaseParameters:
         return ReleaseParameters(epsilon, 1e-7, self.max_contributions)
 
-    def noise(self, *draw: int) -> NoiseSampler | None:
-        """The sampler of one noise draw (`draw`: sites, schema, epsilon, draw indices)."""
-        return None if self.noise_seed is None else SeededDiscreteLaplace(self.noise_seed, *draw)
+    drifted: bool = False
+    """The fleet has the drift scenario: its draws are its own, not the steady fleet's."""
+
+    def noise(self, sites: int, schema: str, epsilon: float, draw: int) -> NoiseSampler | None:
+        """The sampler of one noise draw, named by what it is for (not by its place in this
+        run's lists), so a row of the table reproduces whatever else the run measured."""
+        if self.noise_seed is None:
+            return None
+        key = (sites, SCHEMA_NAMES.index(schema), round(epsilon * 1000), draw, int(self.drifted))
+        return SeededDiscreteLaplace(self.noise_seed, *key)
 
 
 @dataclass(frozen=True)
@@ -448,7 +455,7 @@ def evaluate_fleet(
         )
     )
 
-    for case_index, case in enumerate(schema_cases(config.schemas, training_scores, config)):
+    for case in schema_cases(config.schemas, training_scores, config):
         say(f"{case.name}: {case.schema.domain_size()} cells, exact tables")
         batches = schema_batches(window, window_scored, case.schema)
         score = CellScorer(case, test_rows)
@@ -462,11 +469,11 @@ def evaluate_fleet(
             )
         )
         epsilons = config.baseline_epsilons if case.name == "feature bins" else config.epsilons
-        for eps_index, epsilon in enumerate(epsilons):
+        for epsilon in epsilons:
             runs = []
             for draw in range(config.draws):
                 say(f"{case.name}: ε = {epsilon:g}, draw {draw + 1}/{config.draws}")
-                noise = config.noise(fleet.sites, case_index, eps_index, draw)
+                noise = config.noise(fleet.sites, case.name, epsilon, draw)
                 table = release_all(batches, case.schema, config.params(epsilon), noise)
                 runs.append(fleet_metrics(test_frame, score(case.train(table))))
             rows.append(Row(case.name, f"ε = {epsilon:g}", epsilon, tuple(runs)))

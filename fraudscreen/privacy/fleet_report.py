@@ -175,7 +175,9 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
         drift_info = None
         if config.drift:
             drifted = fleet_history(simulated, keep_from=keep_from, progress=progress)
-            drift_config = replace(config.evaluation((GOAL_EPSILON,)), schemas=config.drift_schemas)
+            drift_config = replace(
+                config.evaluation((GOAL_EPSILON,)), schemas=config.drift_schemas, drifted=True
+            )
             d_rows, drift_info = evaluate_fleet(
                 drifted, drift_config, shipped=shipped, progress=progress
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -164,9 +165,29 @@ def test_seeded_fleet_noise_reproduces_and_differs_by_draw() -> None:
     batches: list[ExactTable] = [{(0,): (10, 1)}, {}, {(2,): (3, 2)}]
     config = FleetRunConfig(sites=(2,)).evaluation()
     params = config.params(1.0)
-    first = release_all(batches, schema, params, config.noise(2, 0, 0, 0))
-    assert first == release_all(batches, schema, params, config.noise(2, 0, 0, 0))
-    assert first != release_all(batches, schema, params, config.noise(2, 0, 0, 1))
+    first = release_all(batches, schema, params, config.noise(2, "score bands", 1.0, 0))
+    assert first == release_all(batches, schema, params, config.noise(2, "score bands", 1.0, 0))
+    # another draw, schema, epsilon or fleet, or the drifted fleet: other noise
+    for other in (
+        config.noise(2, "score bands", 1.0, 1),
+        config.noise(2, "feature bins", 1.0, 0),
+        config.noise(2, "score bands", 2.0, 0),
+        config.noise(3, "score bands", 1.0, 0),
+        replace(config, drifted=True).noise(2, "score bands", 1.0, 0),
+    ):
+        assert first != release_all(batches, schema, params, other)
+
+
+def test_a_row_of_the_table_does_not_depend_on_what_else_the_run_measured() -> None:
+    """Noise draws are named by fleet size, schema, epsilon and draw: measuring one schema
+    alone gives its rows of the full run, to the last digit."""
+    alone = FleetRunConfig(sites=(2,), epsilons=(1.0,), draws=1, schemas=("score bands",))
+    both = replace(alone, epsilons=(0.5, 1.0), schemas=("feature bins", "score bands"))
+    (first,) = run_fleet_privacy(alone, progress=False)
+    (second,) = run_fleet_privacy(both, progress=False)
+    wanted = ("score bands", "ε = 1")
+    row = next(r for r in first.rows if (r.schema, r.label) == wanted)
+    assert row == next(r for r in second.rows if (r.schema, r.label) == wanted)
 
 
 def test_a_fleet_history_is_its_sites_journals_from_the_kept_day() -> None:
