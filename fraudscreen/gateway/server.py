@@ -36,7 +36,9 @@ from fraudscreen.gateway.uploader import SyncAgent
 from fraudscreen.gateway.validation import RequestValidator, ValidationRules
 from fraudscreen.localtime import SiteClock
 from fraudscreen.model.bundle import Bundle, BundleError, load_bundle
+from fraudscreen.model.predictor import Predictor
 from fraudscreen.model.releases import ReleaseError
+from fraudscreen.model.stacked import StackedPredictor
 from fraudscreen.policy import Policy, PolicyRules, load_blocked_tokens
 from fraudscreen.rpc.lifecycle import run_until_signalled
 from fraudscreen.rpc.port_check import ensure_can_listen
@@ -146,6 +148,7 @@ class Gateway:
             schema=lambda: model.bin_schema if (model := self.slot.current) else None,
             privacy=config.privacy,
             sync=config.sync,
+            band_model=self._band_model,
         )
         self.updater = ModelUpdater(
             config,
@@ -270,6 +273,17 @@ class Gateway:
             )
             release = None
         return release if release is not None else load_bundle(self.config.model.bundle)
+
+    def _band_model(self, version: str, base: str) -> Predictor | None:
+        """The live model's base predictor when `version` is the live correction of `base`:
+        the uploader bands the rows that correction served by their base score."""
+        model = self.slot.current
+        if model is None or model.version != version:
+            return None
+        predictor, schema = model.predictor, model.bin_schema
+        if not isinstance(predictor, StackedPredictor) or schema is None:
+            return None
+        return predictor.base if schema.model_version == base else None
 
     def _show_model(self, model: ActiveModel) -> None:
         self.metrics.set_model(model.version, model.predictor.kind)

@@ -20,6 +20,7 @@ import structlog
 from fraudscreen.binschema import BinSchema, Cell
 from fraudscreen.config import PrivacyConfig, SyncConfig
 from fraudscreen.gateway.hub_link import HubWorker, hub_metadata
+from fraudscreen.model.predictor import Predictor
 from fraudscreen.privacy.aggregate import DAY, LabelledRow, Period, due_periods, exact_table
 from fraudscreen.privacy.release import ReleaseParameters
 from fraudscreen.score_bands import reads_score, with_score
@@ -91,12 +92,17 @@ class SyncAgent(HubWorker):
         privacy: PrivacyConfig,
         sync: SyncConfig,
         clock: Callable[[], float] = time.time,
+        band_model: Callable[[str, str], Predictor | None] = lambda version, base: None,
     ) -> None:
+        """`band_model(version, base)`: for rows journaled under model `version`, the
+        predictor whose score puts them in the bands of model `base`, when `version` serves
+        a correction of `base` (a stacked model scores its base first); else None."""
         super().__init__(sync, "sync")
         self.site_id = site_id
         self.journal = journal
         self.outbox = outbox
         self._schema = schema
+        self._band_model = band_model
         self.privacy = privacy
         self.sync = sync
         self._clock = clock
@@ -156,22 +162,43 @@ class SyncAgent(HubWorker):
 
     def _labelled_rows(self, period: Period, schema: BinSchema) -> Iterator[LabelledRow]:
         """The period's journal rows as the schema bins them. A score-band schema bins the
-        deployed model's score too, and only rows that model scored: a band means nothing
-        under another version (a model swap splits the day; the other rows are not tabled
-        under this schema)."""
+        score of the model its bands belong to, so it tables the rows that model scored
+        and the rows a correction of it served (their band comes from the base model's
+        score of the journaled features, what the stacked model computed first). Rows of
+        any other version are not tabled under this schema: a band means nothing there (a
+        model swap splits the day)."""
         outcomes = self.journal.latest_outcomes(period.start)
         scored = reads_score(schema)
         for record in self.journal.iter_transactions(period.start, period.end):
-            if scored and (record.model_version != schema.model_version or record.score is None):
-                continue
+            features = record.features
+            if scored:
+                score = self._band_score(record.model_version, record.score, features, schema)
+                if score is None:
+                    continue
+                features = with_score(features, score)
             outcome = outcomes.get((record.terminal_id, record.transaction_id))
             yield LabelledRow(
                 card_token=record.card_token,
                 transaction_key=f"{record.terminal_id}:{record.transaction_id}",
-                features=with_score(record.features, record.score) if scored else record.features,
+                features=features,
                 is_fraud=bool(outcome and outcome.is_fraud),
                 day=record.timestamp // DAY,
             )
+
+    def _band_score(
+        self,
+        version: str,
+        served: float | None,
+        features: tuple[float, ...],
+        schema: BinSchema,
+    ) -> float | None:
+        """The score that bands a journaled row under `schema`, or None: not tabled."""
+        if version == schema.model_version:
+            return served  # None: the stand-in policy answered, no model score
+        if served is None or schema.model_version is None:
+            return None
+        base = self._band_model(version, schema.model_version)
+        return None if base is None else base.predict_row(features)
 
     def push_pending(self) -> int:
         """Send what the outbox holds; returns batches acknowledged. Raises on transport

@@ -5,8 +5,11 @@ correction, and Screen answers come from it."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +31,7 @@ from tests.support.service_support import (
 DAY = 86_400
 DAYS_BACK = (30, 29, 28, 27)  # in matured 7-day periods (the default; maturity 14 days)
 PER_DAY = 100
+LATE_DAY_BACK = 37  # a week before DAYS_BACK: released only after the swap
 
 
 def luhn(body: str) -> str:
@@ -58,6 +62,7 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
             "FRAUDSCREEN_SYNC_TOKEN_FILE": str(tmp_path / "site.token"),
             "FRAUDSCREEN_SYNC_INTERVAL_SECONDS": "3600",  # the test drives sync and updates
             "FRAUDSCREEN_PRIVACY_EPSILON_PER_DAY": "8",
+            "FRAUDSCREEN_PRIVACY_EPSILON_BUDGET": "2000",  # the weeks after the swap too
             "FRAUDSCREEN_MODEL_TRUSTED_KEYS": str(tmp_path / "release.pub"),
             "FRAUDSCREEN_MODEL_SHADOW_TRANSACTIONS": "0",
         },
@@ -160,3 +165,34 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
             reply = stub.Screen(screen_request("after-swap", amount_minor=61_000), timeout=5)
             assert reply.model_version == correction.model_version
             assert gw.updater.store.state().current == correction.model_version
+
+            # the loop goes on: what the correction serves is tabled in its base model's
+            # bands (the base model's score of the journaled features), for a week the hub
+            # has not had yet
+            late = (now // DAY - LATE_DAY_BACK) * DAY
+            for i in range(PER_DAY):
+                reply = stub.Screen(
+                    screen_request(
+                        f"late-{i}",
+                        pan=luhn(f"400001{LATE_DAY_BACK:03d}{i:06d}"),
+                        seconds=late + 36_000 + 60 * i,
+                        amount_minor=1_500 + 37 * i,
+                        terminal_id=f"TERM{i % 5}",
+                    ),
+                    timeout=5,
+                )
+                assert reply.model_version == correction.model_version
+            gw.journal.flush()
+            before = _outbox_tables(config.journal.path)
+            gw.sync_agent.tick()
+            after = _outbox_tables(config.journal.path)
+            new = [table for batch, table in after.items() if batch not in before]
+            assert new and all(t["schema_hash"] == schema.hash for t in new)
+            tabled = sum(total for t in new for _, total, _ in t["cells"])
+            assert abs(tabled - PER_DAY) < 60, tabled  # noise: sd ~10 per weekly table at eps 8
+
+
+def _outbox_tables(journal: Path) -> dict[str, dict[str, Any]]:
+    with sqlite3.connect(journal) as conn:
+        rows = conn.execute("SELECT batch_id, payload FROM sync_outbox").fetchall()
+    return {batch: json.loads(payload) for batch, payload in rows}
