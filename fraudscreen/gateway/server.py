@@ -141,6 +141,7 @@ class Gateway:
                 functools.partial(self.admission.open_calls, kind)
             )
         self.outbox = PrivacyOutbox(config.journal.path, budget=config.privacy.epsilon_budget)
+        self._corrected: dict[str, str | None] = {}  # release version -> the model it corrects
         self.sync_agent = SyncAgent(
             site_id=config.site.id,
             journal=self.journal,
@@ -275,15 +276,31 @@ class Gateway:
         return release if release is not None else load_bundle(self.config.model.bundle)
 
     def _band_model(self, version: str, base: str) -> Predictor | None:
-        """The live model's base predictor when `version` is the live correction of `base`:
-        the uploader bands the rows that correction served by their base score."""
-        model = self.slot.current
-        if model is None or model.version != version:
+        """The predictor of model `base` when rows journaled under `version` were served
+        by a correction of it, so the uploader bands them by their base score; else None.
+
+        Any correction of `base` counts, live or not (a row is released 2-3 weeks after it
+        was served, often under a later correction): the release store keeps every
+        installed release's manifest. The base predictor is the live model's: the uploader
+        releases only the live schema, so the live model is `base` or a correction of it.
+        """
+        live = self.slot.current
+        if live is None:
             return None
-        predictor, schema = model.predictor, model.bin_schema
-        if not isinstance(predictor, StackedPredictor) or schema is None:
+        if isinstance(live.predictor, StackedPredictor):
+            schema = live.bin_schema
+            if schema is None or schema.model_version != base:
+                return None
+            predictor = live.predictor.base
+            if version == live.version:
+                return predictor
+        elif live.version == base:
+            predictor = live.predictor
+        else:
             return None
-        return predictor.base if schema.model_version == base else None
+        if version not in self._corrected:
+            self._corrected[version] = self.updater.store.base_of(version)
+        return predictor if self._corrected[version] == base else None
 
     def _show_model(self, model: ActiveModel) -> None:
         self.metrics.set_model(model.version, model.predictor.kind)

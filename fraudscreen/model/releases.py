@@ -100,6 +100,20 @@ class ReleaseStore:
     def has(self, version: str) -> bool:
         return (self.path(version) / MANIFEST_FILE).is_file()
 
+    def base_of(self, version: str) -> str | None:
+        """The model an installed release corrects (its manifest's `base`); None when the
+        version is not installed here or is not a correction. Read from the manifest
+        verified when the release was staged: releases are never changed in place."""
+        if not _VERSION.fullmatch(version) or not self.has(version):
+            return None
+        try:
+            manifest = json.loads((self.path(version) / MANIFEST_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        base = manifest.get("base") if isinstance(manifest, dict) else None
+        name = base.get("model_version") if isinstance(base, dict) else None
+        return name if isinstance(name, str) else None
+
     def stage(
         self, version: str, files: Mapping[str, bytes], trusted: Sequence[PublicKey]
     ) -> Bundle:

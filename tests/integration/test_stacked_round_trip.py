@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightgbm
+import numpy as np
 import pytest
 
 from fraudscreen.hub.tokens import add_token
 from fraudscreen.model.bundle import load_bundle
 from fraudscreen.model.signing import generate_keypair
 from fraudscreen.model.stacked import StackedPredictor
+from fraudscreen.score_bands import with_score
 from fraudscreen.v1 import screening_pb2 as pb
 from tests.support.service_support import (
     free_port,
@@ -168,21 +171,30 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
 
             # the loop goes on: what the correction serves is tabled in its base model's
             # bands (the base model's score of the journaled features), for a week the hub
-            # has not had yet
+            # has not had yet, also once that correction is no longer live (rows are
+            # released weeks after they were served): here the gateway has rolled back
             late = (now // DAY - LATE_DAY_BACK) * DAY
-            for i in range(PER_DAY):
+            for i in range(PER_DAY):  # both kinds of payment: the bands must differ
+                risky = i % 2 == 0
                 reply = stub.Screen(
                     screen_request(
                         f"late-{i}",
                         pan=luhn(f"400001{LATE_DAY_BACK:03d}{i:06d}"),
-                        seconds=late + 36_000 + 60 * i,
-                        amount_minor=1_500 + 37 * i,
+                        seconds=late + (82_000 if risky else 36_000) + 60 * i,
+                        amount_minor=(45_000 + 97 * i) if risky else (1_500 + 37 * i),
                         terminal_id=f"TERM{i % 5}",
+                        entry_mode=pb.ENTRY_MODE_MANUAL if risky else pb.ENTRY_MODE_CHIP,
                     ),
                     timeout=5,
                 )
                 assert reply.model_version == correction.model_version
             gw.journal.flush()
+            served = [r for r in gw.journal.iter_transactions(late, late + DAY) if r.model_version]
+            assert {r.model_version for r in served} == {correction.model_version}
+            gw.updater.store.rollback()
+            gw.updater.follow_local_state()
+            assert gw.slot.current is not None
+            assert gw.slot.current.version == base.model_version
             before = _outbox_tables(config.journal.path)
             gw.sync_agent.tick()
             after = _outbox_tables(config.journal.path)
@@ -190,6 +202,15 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
             assert new and all(t["schema_hash"] == schema.hash for t in new)
             tabled = sum(total for t in new for _, total, _ in t["cells"])
             assert abs(tabled - PER_DAY) < 60, tabled  # noise: sd ~10 per weekly table at eps 8
+            # ... in the cells of their base scores (noise per cell: sd ~0.3 at eps 8)
+            booster = lightgbm.Booster(model_str=base.model_text)
+            scores = booster.predict(np.array([r.features for r in served]))
+            cells = {
+                schema.cell(with_score(r.features, float(score)))
+                for r, score in zip(served, scores, strict=True)
+            }
+            in_cells = sum(total for t in new for c, total, _ in t["cells"] if tuple(c) in cells)
+            assert abs(in_cells - PER_DAY) < 15, (in_cells, sorted(cells))
 
 
 def _outbox_tables(journal: Path) -> dict[str, dict[str, Any]]:

@@ -38,3 +38,22 @@ def test_describe_releases_names_the_configured_bundle_when_none_is_active(
         "rejected: m-0, m-9",
         "trusted keys: a.pem, b.pem",
     ]
+
+
+def test_base_of_names_the_model_an_installed_correction_corrects(tmp_path: Path) -> None:
+    """What the uploader asks to band rows a correction served, live or not: the manifest's
+    `base`; None for a plain release, a version not installed or a damaged manifest."""
+    store = ReleaseStore(tmp_path)
+    manifests = {
+        "corr-1": {"model_version": "corr-1", "base": {"model_version": "base-1", "sha256": "x"}},
+        "plain-1": {"model_version": "plain-1"},
+        "odd-1": {"model_version": "odd-1", "base": "base-1"},
+    }
+    for version, manifest in manifests.items():
+        store.path(version).mkdir(parents=True)
+        (store.path(version) / "manifest.json").write_text(json.dumps(manifest))
+    store.path("broken-1").mkdir()
+    (store.path("broken-1") / "manifest.json").write_text("{not json")
+    assert store.base_of("corr-1") == "base-1"
+    for version in ("plain-1", "odd-1", "broken-1", "missing-1", "stand-in", "../corr-1"):
+        assert store.base_of(version) is None
