@@ -161,8 +161,8 @@ def epsilons(text: str) -> tuple[float, ...]:
 
 
 def names(text: str) -> tuple[str, ...]:
-    """'a, b,c' -> ('a', 'b', 'c'); what the names mean is checked where they are used."""
-    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    """'a, b,c,a' -> ('a', 'b', 'c'); what the names mean is checked where they are used."""
+    parts = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if not parts:
         raise argparse.ArgumentTypeError(f"{text!r}: give at least one name")
     return parts

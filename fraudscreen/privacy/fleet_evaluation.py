@@ -361,7 +361,10 @@ BAND_VARIANTS: dict[str, tuple[tuple[float, ...], Edges]] = {
     "score bands x fine card burst": (BAND_QUANTILES, FINE_CARD_BURST),
 }
 FEATURE_BINS = "feature bins"
-SCHEMA_NAMES: tuple[str, ...] = (FEATURE_BINS, *BAND_VARIANTS)  # none holds a comma
+# None holds a comma (--schemas splits on them). A schema's place here names its noise
+# draws (`FleetEvaluationConfig.noise`): add new variants at the end, or the README's
+# seeded table no longer reproduces.
+SCHEMA_NAMES: tuple[str, ...] = (FEATURE_BINS, *BAND_VARIANTS)
 
 
 def schema_cases(

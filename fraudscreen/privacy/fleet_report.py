@@ -117,7 +117,7 @@ def goal_lines(result: FleetResult) -> list[str]:
                 f"- {name} at ε = 1 ({CHOSEN}): {dp.mean(metric):.3f} vs raw rows "
                 f"{raw.mean(metric):.3f}, gap {gap:+.3f} (goal ≤ {bound}): **{verdict}**"
             )
-    if result.drift_rows:
+    if result.drift_rows and _find(result.drift_rows, CHOSEN, "ε") is not None:
         lines.append(f"- drift: {recovery_line(result.drift_rows)}")
     return lines
 
@@ -136,6 +136,8 @@ def recovery(rows: Sequence[Row], schema: str = CHOSEN) -> float | None:
 
 def recovery_line(rows: Sequence[Row], schema: str = CHOSEN) -> str:
     share = recovery(rows, schema)
+    if _find(rows, schema, f"ε = {GOAL_EPSILON:g}") is None:
+        return f"{schema}: not measured at ε = {GOAL_EPSILON:g}: no ratio"
     if share is None:
         return f"{schema}: raw retraining recovered nothing over the shipped model: no ratio"
     verdict = "met" if share >= GOAL_RECOVERY else "missed"
@@ -260,7 +262,9 @@ def plot_fleet(results: Sequence[FleetResult], config: FleetRunConfig, path: Pat
         for i, label in enumerate((RAW_LABEL_PREFIX, SHIPPED_LABEL_PREFIX)):
             row = _find(result.rows, "-", label)
             if row is not None:
-                ax.axhline(row.mean("average_precision"), color=f"C{i + 2}", lw=1, label=row.label)
+                ax.axhline(
+                    row.mean("average_precision"), color=("k", "0.55")[i], lw=1, label=row.label
+                )
         ax.set_xscale("log")
         ax.set_xticks(list(config.epsilons), [f"{e:g}" for e in config.epsilons])
         ax.minorticks_off()

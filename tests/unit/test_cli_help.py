@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from fraudscreen.cli.arguments import has_default, walk_verbs
+from fraudscreen.cli.arguments import has_default, names, walk_verbs
 from fraudscreen.cli.main import build_parser
 
 
@@ -59,3 +59,8 @@ def test_help_shows_defaults(
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv)
     assert words in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_list_of_names_keeps_each_once_in_order() -> None:
+    """`--schemas "score bands,feature bins,score bands"` measures each table once."""
+    assert names(" score bands,feature bins, score bands,") == ("score bands", "feature bins")

@@ -36,6 +36,7 @@ from fraudscreen.privacy.fleet_evaluation import (
 from fraudscreen.privacy.fleet_report import (
     FleetRunConfig,
     recovery,
+    recovery_line,
     run_fleet_privacy,
     write_fleet_report,
 )
@@ -135,6 +136,7 @@ def test_the_fleet_measurement_end_to_end(tmp_path: Path) -> None:
     assert "## 2 sites" in markdown and "### Drift, 2 sites" in markdown
     document = json.loads(written[2].read_text())
     assert document["fleets"][0]["recovery"] == recovery(result.drift_rows)
+    assert "not measured at ε = 1" in recovery_line(result.drift_rows, "16 score bands only")
     by_schema = document["fleets"][0]["recovery_by_schema"]
     assert by_schema == {s: recovery(result.drift_rows, s) for s in config.drift_schemas}
     assert f"- {fine}: " in markdown
