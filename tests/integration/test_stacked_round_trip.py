@@ -87,14 +87,7 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
                 for i in range(PER_DAY):
                     fraud = i % 8 == 0
                     reply = stub.Screen(
-                        screen_request(
-                            f"t{back}-{i}",
-                            pan=luhn(f"400000{back:03d}{i:06d}"),
-                            seconds=day_start + (82_000 if fraud else 36_000) + 60 * i,
-                            amount_minor=(45_000 + 97 * i) if fraud else (1_500 + 37 * i),
-                            terminal_id=f"TERM{i % 5}",
-                            entry_mode=pb.ENTRY_MODE_MANUAL if fraud else pb.ENTRY_MODE_CHIP,
-                        ),
+                        payment(f"t{back}-{i}", f"400000{back:03d}{i:06d}", day_start, i, fraud),
                         timeout=5,
                     )
                     assert reply.model_version == base.model_version
@@ -177,14 +170,7 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
             for i in range(PER_DAY):  # both kinds of payment: the bands must differ
                 risky = i % 2 == 0
                 reply = stub.Screen(
-                    screen_request(
-                        f"late-{i}",
-                        pan=luhn(f"400001{LATE_DAY_BACK:03d}{i:06d}"),
-                        seconds=late + (82_000 if risky else 36_000) + 60 * i,
-                        amount_minor=(45_000 + 97 * i) if risky else (1_500 + 37 * i),
-                        terminal_id=f"TERM{i % 5}",
-                        entry_mode=pb.ENTRY_MODE_MANUAL if risky else pb.ENTRY_MODE_CHIP,
-                    ),
+                    payment(f"late-{i}", f"400001{LATE_DAY_BACK:03d}{i:06d}", late, i, risky),
                     timeout=5,
                 )
                 assert reply.model_version == correction.model_version
@@ -211,6 +197,21 @@ def test_score_band_tables_train_a_correction_the_gateway_then_serves(
             }
             in_cells = sum(total for t in new for c, total, _ in t["cells"] if tuple(c) in cells)
             assert abs(in_cells - PER_DAY) < 15, (in_cells, sorted(cells))
+
+
+def payment(
+    transaction_id: str, pan_digits: str, day_start: int, i: int, risky: bool
+) -> pb.ScreenRequest:
+    """The i-th payment of a day: a big late-night card-not-present one when `risky` (the
+    fraud pattern of this test), else a small daytime chip payment."""
+    return screen_request(
+        transaction_id,
+        pan=luhn(pan_digits),
+        seconds=day_start + (82_000 if risky else 36_000) + 60 * i,
+        amount_minor=(45_000 + 97 * i) if risky else (1_500 + 37 * i),
+        terminal_id=f"TERM{i % 5}",
+        entry_mode=pb.ENTRY_MODE_MANUAL if risky else pb.ENTRY_MODE_CHIP,
+    )
 
 
 def _outbox_tables(journal: Path) -> dict[str, dict[str, Any]]:
