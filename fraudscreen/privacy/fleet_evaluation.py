@@ -471,7 +471,7 @@ def evaluate_fleet(
                 (fleet_metrics(test_frame, score(case.train(exact))),),
             )
         )
-        epsilons = config.baseline_epsilons if case.name == "feature bins" else config.epsilons
+        epsilons = config.baseline_epsilons if case.name == FEATURE_BINS else config.epsilons
         for epsilon in epsilons:
             runs = []
             for draw in range(config.draws):

@@ -153,7 +153,8 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
     everything but the drift."""
     results = []
     window_start = (SHIPPED_TRAIN_END - FLEET_START).days
-    keep_from = window_start - config.evaluation().windows.shipped_days  # before: warm-up
+    evaluation = config.evaluation()
+    keep_from = window_start - evaluation.windows.shipped_days  # before: warm-up
     for sites in config.sites:
         if progress:
             print(f"simulating {sites} sites, {config.days} days", file=sys.stderr, flush=True)
@@ -169,8 +170,8 @@ def run_fleet_privacy(config: FleetRunConfig, *, progress: bool = True) -> list[
         fleet = fleet_history(
             simulated, keep_from=keep_from, without_scenario=SCENARIO_4, progress=progress
         )
-        shipped = train_shipped(fleet, config.evaluation())
-        rows, info = evaluate_fleet(fleet, config.evaluation(), shipped=shipped, progress=progress)
+        shipped = train_shipped(fleet, evaluation)
+        rows, info = evaluate_fleet(fleet, evaluation, shipped=shipped, progress=progress)
         info |= {"rows": len(fleet.frame), "frauds": int(fleet.frame["TX_FRAUD"].sum())}
         del fleet
         drift_rows: tuple[Row, ...] = ()
