@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import structlog
@@ -17,14 +18,14 @@ from fraudscreen.storage.journal.settings import JournalOpenError
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the key index leads with the transaction's day (was UNIQUE(key))
 _CHECK = (
     "check free disk space and write permissions on the journal file and its directory, "
     "and that no other process holds a write lock on it"
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS transactions (
+_TRANSACTIONS = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY,
     terminal_id TEXT NOT NULL,
     transaction_id TEXT NOT NULL,
@@ -43,9 +44,19 @@ CREATE TABLE IF NOT EXISTS transactions (
     reasons_json TEXT NOT NULL,
     model_version TEXT NOT NULL,
     stand_in INTEGER NOT NULL,
-    received_at REAL NOT NULL,
-    UNIQUE (terminal_id, transaction_id)
-);
+    received_at REAL NOT NULL
+)"""
+
+# The key index leads with the transaction's UTC day. Keyed on (terminal_id,
+# transaction_id) alone, each new row landed on a random page of an index as large as the
+# retention: ~25 µs of writer CPU per row at 600,000 rows (60 days of a busy site), against
+# ~9 µs with the day first, where new rows share the newest day's few pages. A key is
+# unique per day (a retry carries the same timestamp); lookups by key walk the days.
+_SCHEMA = (
+    _TRANSACTIONS.format(name="transactions")
+    + """;
+CREATE UNIQUE INDEX IF NOT EXISTS transactions_key
+    ON transactions (timestamp / 86400, terminal_id, transaction_id);
 CREATE INDEX IF NOT EXISTS transactions_timestamp ON transactions (timestamp);
 CREATE TABLE IF NOT EXISTS outcomes (
     seq INTEGER PRIMARY KEY,
@@ -58,6 +69,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 CREATE INDEX IF NOT EXISTS outcomes_key ON outcomes (terminal_id, transaction_id);
 """
+)
 
 _INSERT_TX = (
     "INSERT OR IGNORE INTO transactions (terminal_id, transaction_id, card_token, timestamp, "
@@ -74,20 +86,44 @@ _SELECT_TX = (
     "entry_mode, local_weekday, local_hour, features, fingerprint, decision, score, "
     "reasons_json, model_version, stand_in, received_at FROM transactions"
 )
-_FIND_TX = _SELECT_TX + " WHERE terminal_id = ? AND transaction_id = ?"
+# Every journaled day from `first` on, so a key is found by one index probe per day (CROSS
+# JOIN: SQLite keeps the days as the outer loop instead of scanning the transactions).
+_DAYS_FROM = (
+    "WITH RECURSIVE day(d) AS ({first} UNION ALL SELECT d + 1 FROM day "
+    "WHERE d < (SELECT MAX(timestamp) / 86400 FROM transactions)) "
+)
+_ALL_DAYS = _DAYS_FROM.format(first="SELECT MIN(timestamp) / 86400 FROM transactions")
+_KEY_ON_A_DAY = (
+    "SELECT 1 FROM day CROSS JOIN transactions t ON t.timestamp / 86400 = day.d "
+    "AND t.terminal_id = o.terminal_id AND t.transaction_id = o.transaction_id"
+)
+# the newest use of the key: a transaction id reused on another day is another transaction
+_FIND_TX = (
+    _ALL_DAYS
+    + _SELECT_TX.replace("FROM transactions", "FROM day CROSS JOIN transactions t")
+    + " ON t.timestamp / 86400 = day.d AND t.terminal_id = ? AND t.transaction_id = ? "
+    "ORDER BY t.seq DESC LIMIT 1"
+)
 _ITER_TX = _SELECT_TX + " WHERE timestamp >= ? AND timestamp < ? ORDER BY seq"
 _LATEST_OUTCOMES = (
     "SELECT o.terminal_id, o.transaction_id, o.outcome, o.is_fraud, o.reported_at "
     "FROM outcomes o JOIN (SELECT MAX(seq) AS seq FROM outcomes "
     "GROUP BY terminal_id, transaction_id) latest ON o.seq = latest.seq"
 )
+# from the later of `since` and the oldest row: `since` = 0 must not walk 20,000 days
 _LATEST_OUTCOMES_SINCE = (
-    _LATEST_OUTCOMES + " JOIN transactions t ON t.terminal_id = o.terminal_id "
-    "AND t.transaction_id = o.transaction_id WHERE t.timestamp >= ?"
+    _DAYS_FROM.format(first="SELECT MAX(?1, (SELECT MIN(timestamp) FROM transactions)) / 86400")
+    + _LATEST_OUTCOMES
+    + " WHERE EXISTS ("
+    + _KEY_ON_A_DAY
+    + " AND t.timestamp >= ?1)"
 )
+# the days inside the subquery: a statement that starts with WITH gets no rowcount
 _PURGE_OUTCOMES = (
-    "DELETE FROM outcomes WHERE reported_at < ? AND NOT EXISTS (SELECT 1 FROM transactions t "
-    "WHERE t.terminal_id = outcomes.terminal_id AND t.transaction_id = outcomes.transaction_id)"
+    "DELETE FROM outcomes AS o WHERE reported_at < ? AND NOT EXISTS ("  # noqa: S608 (constants)
+    + _ALL_DAYS
+    + _KEY_ON_A_DAY
+    + ")"
 )
 
 
@@ -110,6 +146,8 @@ def _open_schema(conn: sqlite3.Connection, path: Path) -> None:
                 f"{SCHEMA_VERSION} this fraudscreen release understands; it was written by "
                 "a newer release: upgrade fraudscreen, or set another journal path"
             )
+        if version == 1:
+            _migrate_from_1(conn, path)
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -119,6 +157,24 @@ def _open_schema(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
+    """Version 1 kept the key in the table's own UNIQUE constraint, which SQLite cannot drop:
+    the rows move to a table without it (same columns, same seq), inside the caller's
+    transaction, so a crash leaves the version-1 file as it was."""
+    log.info("journal.migrating", path=str(path), from_version=1, to_version=SCHEMA_VERSION)
+    started = time.monotonic()
+    conn.execute(_TRANSACTIONS.format(name="transactions_v2"))
+    moved = conn.execute("INSERT INTO transactions_v2 SELECT * FROM transactions").rowcount
+    conn.execute("DROP TABLE transactions")
+    conn.execute("ALTER TABLE transactions_v2 RENAME TO transactions")
+    log.info(
+        "journal.migrated",
+        path=str(path),
+        rows=moved,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 def _open_error(path: Path, exc: sqlite3.Error) -> JournalOpenError:

@@ -16,6 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from fraudscreen.storage.journal import (
+    SCHEMA_VERSION,
     Journal,
     JournalBackpressureError,
     JournalClosedError,
@@ -370,7 +371,7 @@ def test_file_is_private_and_pragmas_are_applied(
         wal = path.with_name(path.name + "-wal")
         assert stat.S_IMODE(wal.stat().st_mode) == 0o600
         assert query(path, "PRAGMA journal_mode") == [("wal",)]
-        assert query(path, "PRAGMA user_version") == [(1,)]
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert journal._writer.thread.name == "journal-writer"
         assert not journal._writer.thread.daemon
     finally:
@@ -388,9 +389,9 @@ def test_existing_file_with_loose_permissions_is_tightened(tmp_path: Path) -> No
 def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version=2")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(JournalOpenError, match=r"schema version 2.*upgrade fraudscreen"):
+    with pytest.raises(JournalOpenError, match=rf"schema version {SCHEMA_VERSION + 1}.*upgrade"):
         Journal(JournalSettings(path=path))
 
 
@@ -404,7 +405,7 @@ def test_other_modules_tables_are_left_alone(tmp_path: Path) -> None:
     for _ in range(2):  # create, then reopen
         Journal(JournalSettings(path=path)).close()
     assert query(path, "SELECT batch_id FROM outbox") == [("b1",)]
-    assert query(path, "PRAGMA user_version") == [(1,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
