@@ -183,7 +183,7 @@ def test_outcomes_since_the_epoch_walk_only_the_journaled_days(tmp_path: Path) -
     days = _LATEST_OUTCOMES_SINCE[: _LATEST_OUTCOMES_SINCE.index(" SELECT o.")]
     conn = sqlite3.connect(settings(tmp_path).path)
     try:
-        walked = conn.execute(days + " SELECT COUNT(*) FROM day", (0,)).fetchone()[0]
+        walked = conn.execute(days + " SELECT COUNT(*) FROM day", (0,)).fetchone()[0]  # noqa: S608
     finally:
         conn.close()
     assert walked == 4  # days 0..3
