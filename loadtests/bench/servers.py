@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -159,8 +160,22 @@ class _Aborted(Exception):
 
 
 class _AbortCapture:
-    """Stands in for the sync ServicerContext on the only path the servicer uses one:
-    ``abort_with_status`` on an error. The aio handler turns it into ``context.abort``."""
+    """Stands in for the sync ServicerContext on the paths the servicer uses one: the
+    call's deadline and peer come from the aio context, ``abort_with_status`` raises, and
+    the aio handler turns that into ``context.abort``."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._context = context
+
+    def time_remaining(self) -> float:
+        """aio says None for a call without a deadline, where sync gRPC gives a float."""
+        remaining = self._context.time_remaining()
+        return math.inf if remaining is None else remaining
+
+    def peer(self) -> str:
+        return self._context.peer()
 
     def abort_with_status(self, status: grpc.Status) -> None:
         raise _Aborted(status)
@@ -175,11 +190,13 @@ def aio_handler(servicer: ScreeningServicer) -> grpc.GenericRpcHandler[Any, Any]
     the loop for all its transactions (as it holds the GIL in the sync server).
     ReportOutcome waits for a durable write and is left out: it is not benchmarked.
     """
-    shim = cast(grpc.ServicerContext, _AbortCapture())
+
+    def shim(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.ServicerContext:
+        return cast(grpc.ServicerContext, _AbortCapture(context))
 
     async def screen(message: object, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return servicer.Screen(message, shim)
+            return servicer.Screen(message, shim(context))
         except _Aborted as aborted:
             status = aborted.status
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -187,13 +204,14 @@ def aio_handler(servicer: ScreeningServicer) -> grpc.GenericRpcHandler[Any, Any]
     async def screen_stream(
         messages: AsyncIterator[object], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ScreenStreamResponse]:
+        sync_context = shim(context)
         async for message in messages:
-            for reply in servicer.ScreenStream(iter((message,)), shim):
+            for reply in servicer.ScreenStream(iter((message,)), sync_context):
                 yield reply
 
     async def screen_batch(message: object, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return servicer.ScreenBatch(message, shim)
+            return servicer.ScreenBatch(message, shim(context))
         except _Aborted as aborted:
             status = aborted.status
             await context.abort(status.code, status.details, status.trailing_metadata)

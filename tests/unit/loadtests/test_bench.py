@@ -9,7 +9,10 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import grpc
 import pytest
+from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
 
 from fraudscreen.v1 import screening_pb2 as pb
 from loadtests.bench.clients import _Tally
@@ -22,7 +25,7 @@ from loadtests.bench.plan import (
     ServerSpec,
 )
 from loadtests.bench.report import PHASE_HEADER, _rows, _table, report_unary
-from loadtests.bench.servers import ServerProcess
+from loadtests.bench.servers import ServerProcess, _AbortCapture, _Aborted
 from loadtests.bench.shapes import Phase, Results, _split, shapes
 from loadtests.bench.stats import Latency, ratio, us, verdict
 from loadtests.bench.traffic import TrafficCursor, frame_batch
@@ -186,3 +189,33 @@ def test_sync_versus_aio_survives_a_side_that_answered_nothing() -> None:
     plan = dataclasses.replace(QUICK, concurrencies=(8,), stream_shapes=(), batch_shapes=())
     section = report_sync_vs_aio({SYNC_NATIVE: [sync], AIO_NATIVE: [aio]}, plan)
     assert "| unary c=8 | TPS | 3,000 | 0 | n/a |" in section
+
+
+class _AioContext:
+    """What grpc.aio's ServicerContext answers for a call with or without a deadline."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:4242"
+
+
+@pytest.mark.parametrize(("remaining", "seen"), [(None, math.inf), (2.5, 2.5), (0.0, 0.0)])
+def test_the_aio_variant_gives_the_servicer_a_deadline_it_can_compare(
+    remaining: float | None, seen: float
+) -> None:
+    """grpc.aio says None for no deadline; the sync servicer compares it with 0 (every aio
+    unary and batch call failed INTERNAL before)."""
+    context = _AbortCapture(_AioContext(remaining))  # type: ignore[arg-type]
+    assert context.time_remaining() == seen
+    assert context.peer() == "ipv4:127.0.0.1:4242"
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="amount_minor: too large")
+    )
+    with pytest.raises(_Aborted) as aborted:
+        context.abort_with_status(status)
+    assert aborted.value.status.code == grpc.StatusCode.INVALID_ARGUMENT
