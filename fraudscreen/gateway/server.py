@@ -321,11 +321,11 @@ class Gateway:
             return
         self._stopping.set()
         grace = self.config.server.grace_seconds if grace is None else grace
-        log.info("gateway.draining", grace_seconds=grace)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         # New calls are refused from here on, before the background workers are joined
         # (which can take a while on a busy machine); in-flight calls get `grace` seconds.
         drained = None if self._running is None else self._running.server.stop(grace)
+        log.info("gateway.draining", grace_seconds=grace)  # logged once new calls are refused
         self.sync_agent.stop()
         self.updater.stop()
         if self._running is not None and drained is not None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,14 +101,16 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path, small_bundle_path: Path)
 
         def requests() -> Iterator[pb.ScreenRequest]:
             yield screen_request("d-0")
-            signalled.wait(10)
-            time.sleep(0.5)  # the server is draining now
+            signalled.wait(30)  # the server has logged that it refuses new calls
             for i in range(1, 20):
                 yield screen_request(f"d-{i}")
 
         stream = stub.ScreenStream(requests(), timeout=30)
         first = next(iter(stream))
         process.send_signal(signal.SIGTERM)
+        drained_lines, events = read_log_until(process, "gateway.draining", timeout=20)
+        lines.extend(drained_lines)
+        assert "gateway.draining" in events, "".join(drained_lines)
         signalled.set()
         rest = list(stream)
         assert first.HasField("response")

@@ -36,7 +36,9 @@ class JournalReader:
         return self._reader
 
     def find_transaction(self, terminal_id: str, transaction_id: str) -> ScreenedRecord | None:
-        """The committed record for a key (a retry after restart gets the first answer)."""
+        """The committed record for a key: a retry after restart gets the answer first given.
+
+        An id reused on a later day is another transaction; the newest one is returned."""
         with self._read_lock:
             row = self._read().execute(_FIND_TX, (terminal_id, transaction_id)).fetchone()
         return None if row is None else _decode_record(row)

@@ -86,23 +86,25 @@ _SELECT_TX = (
     "entry_mode, local_weekday, local_hour, features, fingerprint, decision, score, "
     "reasons_json, model_version, stand_in, received_at FROM transactions"
 )
-# Every journaled day from `first` on, so a key is found by one index probe per day (CROSS
-# JOIN: SQLite keeps the days as the outer loop instead of scanning the transactions).
+# Every journaled day from `first` on, so a key is found by one index probe per day.
+# `IN (SELECT d FROM day)`, not a join on the days: with sqlite_stat1 present (after ANALYZE
+# or PRAGMA optimize) SQLite 3.40 puts a Bloom filter on such a join over the expression
+# index, and that filter drops rows that match.
 _DAYS_FROM = (
     "WITH RECURSIVE day(d) AS ({first} UNION ALL SELECT d + 1 FROM day "
     "WHERE d < (SELECT MAX(timestamp) / 86400 FROM transactions)) "
 )
 _ALL_DAYS = _DAYS_FROM.format(first="SELECT MIN(timestamp) / 86400 FROM transactions")
 _KEY_ON_A_DAY = (
-    "SELECT 1 FROM day CROSS JOIN transactions t ON t.timestamp / 86400 = day.d "
+    "SELECT 1 FROM transactions t WHERE t.timestamp / 86400 IN (SELECT d FROM day) "
     "AND t.terminal_id = o.terminal_id AND t.transaction_id = o.transaction_id"
 )
 # the newest use of the key: a transaction id reused on another day is another transaction
 _FIND_TX = (
-    _ALL_DAYS
-    + _SELECT_TX.replace("FROM transactions", "FROM day CROSS JOIN transactions t")
-    + " ON t.timestamp / 86400 = day.d AND t.terminal_id = ? AND t.transaction_id = ? "
-    "ORDER BY t.seq DESC LIMIT 1"
+    _ALL_DAYS  # noqa: S608 (constants)
+    + _SELECT_TX
+    + " t WHERE t.timestamp / 86400 IN (SELECT d FROM day) "
+    "AND t.terminal_id = ? AND t.transaction_id = ? ORDER BY t.seq DESC LIMIT 1"
 )
 _ITER_TX = _SELECT_TX + " WHERE timestamp >= ? AND timestamp < ? ORDER BY seq"
 _LATEST_OUTCOMES = (
@@ -148,13 +150,21 @@ def _open_schema(conn: sqlite3.Connection, path: Path) -> None:
                 "a newer release: upgrade fraudscreen, or set another journal path"
             )
         if version == 1:
-            _migrate_from_1(conn, path)
+            try:
+                _migrate_from_1(conn, path)
+            except sqlite3.Error as exc:
+                raise JournalOpenError(
+                    f"journal {path} could not move to schema version {SCHEMA_VERSION} "
+                    f"({exc}); it is unchanged. The move needs about the journal's own size "
+                    f"in free disk; {_CHECK}, then start again"
+                ) from exc
         _create(conn)
         if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back itself (disk full, I/O)
+            conn.execute("ROLLBACK")
         raise
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from fraudscreen.storage.journal import SCHEMA_VERSION, Journal, OutcomeRecord
+from fraudscreen.storage.journal import SCHEMA_VERSION, Journal, JournalOpenError, OutcomeRecord
 from fraudscreen.storage.journal.codec import _encode_record
 from fraudscreen.storage.journal.schema import (
     _FIND_TX,
@@ -187,3 +187,81 @@ def test_outcomes_since_the_epoch_walk_only_the_journaled_days(tmp_path: Path) -
     finally:
         conn.close()
     assert walked == 4  # days 0..3
+
+
+def _analyzed_journal(tmp_path: Path, days: int = 40, per_day: int = 100) -> Path:
+    """A populated file with planner statistics, as `PRAGMA optimize` or an operator leaves it."""
+    Journal(settings(tmp_path)).close()
+    path = settings(tmp_path).path
+    rows = [
+        record(day * per_day + i, terminal=f"T{i % 5}", timestamp=T0 + day * DAY + i)
+        for day in range(days)
+        for i in range(per_day)
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executemany(_INSERT_TX, [_encode_record(row) for row in rows])
+        conn.execute("ANALYZE")
+    finally:
+        conn.close()
+    return path
+
+
+def test_key_lookups_stay_right_once_the_planner_has_statistics(tmp_path: Path) -> None:
+    """SQLite 3.40 with sqlite_stat1 put a Bloom filter on the day join that lost matches."""
+    _analyzed_journal(tmp_path)
+    journal = Journal(settings(tmp_path, retention_seconds=30 * DAY))
+    journal.start()
+    try:
+        found = journal.find_transaction("T2", "tx-1702")  # day 17
+        assert found is not None
+        assert found.timestamp == T0 + 17 * DAY + 2
+        assert journal.find_transaction("T2", "tx-1703") is None  # that id is T3's
+        journal.record_outcome(OutcomeRecord("T0", "tx-3500", "CHARGEBACK", True, T0))
+        journal.record_outcome(OutcomeRecord("T1", "tx-101", "CHARGEBACK", True, T0 + DAY))
+        journal.flush()
+        assert set(journal.latest_outcomes(T0 + 30 * DAY)) == {("T0", "tx-3500")}
+        # both outcomes were reported before the horizon; only tx-101 (day 1) is purged
+        assert journal.purge(T0 + 39 * DAY) == 900 + 1
+        assert set(journal.latest_outcomes()) == {("T0", "tx-3500")}
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [(_FIND_TX, ("T1", "tx-1")), (_LATEST_OUTCOMES_SINCE, (T0,)), (_PURGE_OUTCOMES, (T0,))],
+    ids=["find", "latest outcomes since", "purge outcomes"],
+)
+def test_the_plan_with_statistics_neither_scans_nor_filters(
+    tmp_path: Path, sql: str, parameters: tuple[object, ...]
+) -> None:
+    path = _analyzed_journal(tmp_path, days=10)
+    conn = sqlite3.connect(path)
+    try:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, parameters)]
+    finally:
+        conn.close()
+    assert any("USING INDEX transactions_key" in step for step in plan), plan
+    assert not any(step.startswith("SCAN t") or "BLOOM" in step for step in plan), plan
+
+
+def test_a_move_that_fails_says_so_in_one_line_and_leaves_the_file_as_it_was(
+    tmp_path: Path,
+) -> None:
+    path = settings(tmp_path).path
+    _version_1_file(path, days=5)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE transactions_v2 (left_over INTEGER)")  # a half-done manual move
+    conn.close()
+    with pytest.raises(JournalOpenError, match="could not move to schema version 2") as caught:
+        Journal(settings(tmp_path))
+    assert "free disk" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert query(path, "PRAGMA user_version") == [(1,)]
+    assert query(path, "SELECT COUNT(*) FROM transactions") == [(5,)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE transactions_v2")
+    conn.close()
+    Journal(settings(tmp_path)).close()
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
