@@ -18,10 +18,13 @@ from loadtests.bench.plan import (
     CLIENT_PROCESSES,
     FOREIGN_WARNING,
     IN_PROCESS_WARMUP,
+    LAP_SECONDS,
     PACE_SECONDS,
     PACED_TERMINALS,
     SYNC_LIGHTGBM,
     SYNC_NATIVE,
+    TRAFFIC_DAYS,
+    TRAFFIC_LAPS,
     Plan,
     ServerSpec,
 )
@@ -123,8 +126,10 @@ def report_environment(
             "",
             f"- machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
             f"grpcio {grpc.__version__}; loopback, no TLS",
-            f"- traffic: {traffic:,} simulated terminal transactions (replay demo simulation), "
-            "sent in time order with ids unique to the run; request logging `non_approve`",
+            f"- traffic: {traffic:,} simulated terminal transactions (the replay demo "
+            f"simulation, {TRAFFIC_DAYS} days, {TRAFFIC_LAPS} laps {LAP_SECONDS // 86_400} days "
+            "apart), sent in time order with ids unique to the run; request logging "
+            "`non_approve`",
             f"- load: up to {CLIENT_PROCESSES} Python client processes on the same cores, closed "
             "loop (and one paced light-load shape); every server in its own process, pinned to "
             "one CPU as `fraudscreen serve` pins itself (`server.pin_cpu = auto`), clients "

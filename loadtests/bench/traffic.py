@@ -7,16 +7,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fraudscreen.v1 import screening_pb2 as pb
-from loadtests.bench.plan import MAX_AGE_DAYS, TRAFFIC_DAYS
+from loadtests.bench.plan import LAP_SECONDS, MAX_AGE_DAYS, TRAFFIC_DAYS, TRAFFIC_LAPS
 from loadtests.gateway import gateway_env as loadtest_gateway_env
 
 
 def load_requests() -> list[pb.ScreenRequest]:
-    """The simulator's traffic in time order, shifted to end now (fraudscreen.replay)."""
+    """The simulator's traffic in time order, shifted to end now (fraudscreen.replay), in
+    TRAFFIC_LAPS laps."""
     from fraudscreen.replay import load_traffic, requests
 
     frame = load_traffic(None, days=TRAFFIC_DAYS, limit=None)
-    return [request for request, _fraud in requests(frame)]
+    return in_laps([request for request, _fraud in requests(frame)], TRAFFIC_LAPS, LAP_SECONDS)
+
+
+def in_laps(
+    requests: Sequence[pb.ScreenRequest], laps: int, lap_seconds: int
+) -> list[pb.ScreenRequest]:
+    """The traffic `laps` times over, each lap `lap_seconds` after the one before, the last
+    lap as given: time keeps moving forward (the caller picks `lap_seconds` longer than the
+    traffic and a whole number of weeks, so weekdays and hours stay as simulated)."""
+    out: list[pb.ScreenRequest] = []
+    for lap in range(laps - 1, 0, -1):
+        for request in requests:
+            earlier = pb.ScreenRequest()
+            earlier.CopyFrom(request)
+            earlier.timestamp.seconds -= lap * lap_seconds
+            out.append(earlier)
+    out.extend(requests)
+    return out
 
 
 def assign_ids(requests: Sequence[pb.ScreenRequest], prefix: str) -> None:

@@ -28,7 +28,7 @@ from loadtests.bench.report import PHASE_HEADER, _rows, _table, report_unary
 from loadtests.bench.servers import ServerProcess, _AbortCapture, _Aborted
 from loadtests.bench.shapes import Phase, Results, _split, shapes
 from loadtests.bench.stats import Latency, ratio, us, verdict
-from loadtests.bench.traffic import TrafficCursor, frame_batch
+from loadtests.bench.traffic import TrafficCursor, frame_batch, in_laps
 from loadtests.bench.verdicts import _versus, report_sync_vs_aio
 
 
@@ -100,6 +100,21 @@ def test_the_traffic_cursor_hands_out_consecutive_slices_with_ids_unique_to_the_
         ("floor.5", 0),
         ("floor.6", 1),
     ]
+
+
+def test_the_traffic_in_laps_keeps_time_moving_forward_and_the_last_lap_as_given() -> None:
+    week = 7 * 86_400
+    requests = [pb.ScreenRequest(transaction_id=f"t{i}") for i in range(3)]
+    for i, request in enumerate(requests):
+        request.timestamp.seconds = 1_000 * week + i * week
+    laps = in_laps(requests, 2, 4 * week)
+    seconds = [r.timestamp.seconds for r in laps]
+    assert len(laps) == 6
+    assert seconds == sorted(seconds)
+    assert seconds[3:] == [1_000 * week + i * week for i in range(3)]  # the last lap as given
+    assert [s - 4 * week for s in seconds[3:]] == seconds[:3]
+    assert laps[3] is requests[0] and laps[0] is not requests[0]
+    assert in_laps(requests, 1, 4 * week) == requests
 
 
 def test_the_server_log_is_read_for_its_first_event_of_each_name(tmp_path: Path) -> None:
