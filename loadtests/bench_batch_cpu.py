@@ -1,6 +1,7 @@
 """ScreenBatch's own CPU per transaction, in-process: the handler without the gRPC transport.
 
     python -m loadtests.bench_batch_cpu [--batches N] [--size 100] [--profile FILE]
+    python -m loadtests.bench_batch_cpu --server SECONDS [--size 100]
 
 Issue 16's first target is the gateway's CPU per transaction inside ``ScreenBatch`` (1 x
 100). ``bench_service --quick`` reads it off a real server in ~2 minutes, mixed with the
@@ -11,6 +12,12 @@ logging as the load tests' gateway has it): parse the bytes, ``ScreenBatch``, se
 answer; then it waits for the journal writer to commit everything, so the writer thread's
 CPU is counted too (``time.process_time``: all threads of this process). ``--profile``
 writes a cProfile of the timed loop (handler thread only) for ``python -m pstats``.
+
+``--server`` measures the same figure off a real ``fraudscreen serve`` (its own process,
+pinned as shipped) in seconds instead of bench_service's minutes: one Python caller sends
+one batch after another, and the server process's CPU over the window is divided by the
+transactions answered. This VM's speed moves up to 2x within a day, so compare runs made
+minutes apart.
 """
 
 from __future__ import annotations
@@ -23,11 +30,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import grpc
+
 from fraudscreen.rpc.parsing import lenient_parser
 from fraudscreen.v1 import screening_pb2 as pb
 from loadtests.bench.in_process import engine_only_gateway
-from loadtests.bench.plan import IN_PROCESS_WARMUP, progress
+from loadtests.bench.plan import (
+    BATCH_MAX_TPS,
+    CALL_TIMEOUT,
+    IN_PROCESS_WARMUP,
+    SCREEN_BATCH,
+    SYNC_NATIVE,
+    progress,
+)
+from loadtests.bench.servers import ServerProcess
 from loadtests.bench.traffic import assign_ids, frame_batch, load_requests
+
+SERVER_WARMUP_BATCHES = 100
+SERVER_SETTLE = 0.3  # s
 
 
 class _Context:
@@ -96,6 +116,43 @@ def run(batches: int, size: int, profile: Path | None) -> int:
     return 0
 
 
+def run_server(seconds: float, size: int) -> int:
+    """One closed-loop caller against `fraudscreen serve`; server CPU per transaction."""
+    progress("loading simulated traffic")
+    requests = load_requests()[: int(seconds * BATCH_MAX_TPS) + SERVER_WARMUP_BATCHES * size]
+    assign_ids(requests, f"server-{time.time_ns()}")
+    batches = iter(_batches(requests, size))
+    with tempfile.TemporaryDirectory(prefix="bench-batch-server-") as tmp:
+        server = ServerProcess(SYNC_NATIVE, Path(tmp))
+        progress("starting fraudscreen serve")
+        server.start()
+        try:
+            with grpc.insecure_channel(server.target) as channel:
+                call = channel.unary_unary(SCREEN_BATCH, None, None)
+                for _ in range(SERVER_WARMUP_BATCHES):
+                    call(next(batches), timeout=CALL_TIMEOUT)
+                progress(f"timing {seconds:g} s of 1 caller x {size} tx")
+                answered = 0
+                cpu, started = server.cpu_seconds(), time.perf_counter()
+                while time.perf_counter() - started < seconds:
+                    batch = next(batches, None)
+                    if batch is None:
+                        print("the traffic ran out before the time was up", file=sys.stderr)
+                        return 1
+                    reply = pb.ScreenBatchResponse.FromString(call(batch, timeout=CALL_TIMEOUT))
+                    answered += len(reply.results)
+                wall = time.perf_counter() - started
+                time.sleep(SERVER_SETTLE)  # the journal writer commits the last group
+                cpu = server.cpu_seconds() - cpu
+        finally:
+            server.stop()
+    print(
+        f"fraudscreen serve, 1 caller x {size} tx for {wall:.1f} s: {answered:,} tx, "
+        f"{answered / wall:,.0f} tx/s, server CPU {cpu / answered * 1e6:.1f} µs/tx"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench_batch_cpu",
@@ -104,7 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=300, help="timed batches (300)")
     parser.add_argument("--size", type=int, default=100, help="transactions per batch (100)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the timed loop here")
+    parser.add_argument(
+        "--server", type=float, metavar="SECONDS", help="time a real fraudscreen serve instead"
+    )
     args = parser.parse_args(argv)
+    if args.server is not None:
+        if args.server <= 0:
+            parser.error("--server: the seconds to time must be > 0")
+        return run_server(args.server, args.size)
     return run(args.batches, args.size, args.profile)
 
 
