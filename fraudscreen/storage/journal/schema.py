@@ -7,6 +7,7 @@ other modules must not set it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -140,8 +141,9 @@ def _open_schema(conn: sqlite3.Connection, path: Path) -> None:
         raise JournalOpenError(
             f"journal {path} cannot use WAL mode (got {mode!r}); put it on a local filesystem"
         )
-    conn.execute("BEGIN IMMEDIATE")
+    version = None
     try:
+        conn.execute("BEGIN IMMEDIATE")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise JournalOpenError(
@@ -150,22 +152,24 @@ def _open_schema(conn: sqlite3.Connection, path: Path) -> None:
                 "a newer release: upgrade fraudscreen, or set another journal path"
             )
         if version == 1:
-            try:
-                _migrate_from_1(conn, path)
-            except sqlite3.Error as exc:
-                raise JournalOpenError(
-                    f"journal {path} could not move to schema version {SCHEMA_VERSION} "
-                    f"({exc}); it is unchanged. The move needs about the journal's own size "
-                    f"in free disk; {_CHECK}, then start again"
-                ) from exc
+            _migrate_from_1(conn, path)
         _create(conn)
         if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
+        conn.execute("COMMIT")  # a move's pages are mostly written here: disk full shows here
+    except BaseException as exc:
         if conn.in_transaction:  # SQLite may have rolled back itself (disk full, I/O)
-            conn.execute("ROLLBACK")
-        raise
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if not isinstance(exc, sqlite3.Error):
+            raise
+        if version == 1:
+            raise JournalOpenError(
+                f"journal {path} could not move to schema version {SCHEMA_VERSION} "
+                f"({exc}); it is unchanged. The move needs about the journal's own size "
+                f"in free disk; {_CHECK}, then start again"
+            ) from exc
+        raise _open_error(path, exc) from exc
 
 
 def _create(conn: sqlite3.Connection) -> None:
