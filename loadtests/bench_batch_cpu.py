@@ -30,16 +30,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-
 from fraudscreen.rpc.parsing import lenient_parser
 from fraudscreen.v1 import screening_pb2 as pb
+from loadtests.bench.clients import BatchTask, run_task
 from loadtests.bench.in_process import engine_only_gateway
 from loadtests.bench.plan import (
     BATCH_MAX_TPS,
-    CALL_TIMEOUT,
     IN_PROCESS_WARMUP,
-    SCREEN_BATCH,
+    START_DELAY,
     SYNC_NATIVE,
     progress,
 )
@@ -47,6 +45,7 @@ from loadtests.bench.servers import ServerProcess
 from loadtests.bench.traffic import assign_ids, frame_batch, load_requests
 
 SERVER_WARMUP_BATCHES = 100
+SERVER_WARMUP_LIMIT = 60.0  # s; the warm-up batches run out long before
 SERVER_SETTLE = 0.3  # s
 
 
@@ -75,7 +74,7 @@ def run(batches: int, size: int, profile: Path | None) -> int:
 
     configure_logging(json=True, level="info")  # as the gateway: non-approvals are logged
     progress("loading simulated traffic")
-    requests = load_requests()[: IN_PROCESS_WARMUP + batches * size]
+    requests = load_requests(laps=1)[: IN_PROCESS_WARMUP + batches * size]
     assign_ids(requests, "cpu")
     warmup = _batches(requests[:IN_PROCESS_WARMUP], size)
     timed = _batches(requests[IN_PROCESS_WARMUP:], size)
@@ -117,35 +116,36 @@ def run(batches: int, size: int, profile: Path | None) -> int:
 
 
 def run_server(seconds: float, size: int) -> int:
-    """One closed-loop caller against `fraudscreen serve`; server CPU per transaction."""
+    """One closed-loop caller (bench_service's own client loop) against `fraudscreen serve`;
+    server CPU per transaction answered."""
     progress("loading simulated traffic")
     requests = load_requests()[: int(seconds * BATCH_MAX_TPS) + SERVER_WARMUP_BATCHES * size]
     assign_ids(requests, f"server-{time.time_ns()}")
-    batches = iter(_batches(requests, size))
+    batches = [(size, batch) for batch in _batches(requests, size)]
     with tempfile.TemporaryDirectory(prefix="bench-batch-server-") as tmp:
         server = ServerProcess(SYNC_NATIVE, Path(tmp))
         progress("starting fraudscreen serve")
         server.start()
         try:
-            with grpc.insecure_channel(server.target) as channel:
-                call = channel.unary_unary(SCREEN_BATCH, None, None)
-                for _ in range(SERVER_WARMUP_BATCHES):
-                    call(next(batches), timeout=CALL_TIMEOUT)
-                progress(f"timing {seconds:g} s of 1 caller x {size} tx")
-                answered = 0
-                cpu, started = server.cpu_seconds(), time.perf_counter()
-                while time.perf_counter() - started < seconds:
-                    batch = next(batches, None)
-                    if batch is None:
-                        print("the traffic ran out before the time was up", file=sys.stderr)
-                        return 1
-                    reply = pb.ScreenBatchResponse.FromString(call(batch, timeout=CALL_TIMEOUT))
-                    answered += len(reply.results)
-                wall = time.perf_counter() - started
-                time.sleep(SERVER_SETTLE)  # the journal writer commits the last group
-                cpu = server.cpu_seconds() - cpu
+            warmup = batches[:SERVER_WARMUP_BATCHES]  # sent until they run out
+            run_task(BatchTask(server.target, 1, warmup, time.time(), SERVER_WARMUP_LIMIT))
+            progress(f"timing {seconds:g} s of 1 caller x {size} tx")
+            cpu = server.cpu_seconds()
+            timed = batches[SERVER_WARMUP_BATCHES:]
+            result = run_task(
+                BatchTask(server.target, 1, timed, time.time() + START_DELAY, seconds)
+            )
+            time.sleep(SERVER_SETTLE)  # the journal writer commits the last group
+            cpu = server.cpu_seconds() - cpu
         finally:
             server.stop()
+    if result.exhausted:
+        print("the traffic ran out before the time was up", file=sys.stderr)
+        return 1
+    if result.errors or result.transactions != result.consumed:
+        print(f"not every transaction was answered: {dict(result.errors)}", file=sys.stderr)
+        return 1
+    answered, wall = result.transactions, result.elapsed
     print(
         f"fraudscreen serve, 1 caller x {size} tx for {wall:.1f} s: {answered:,} tx, "
         f"{answered / wall:,.0f} tx/s, server CPU {cpu / answered * 1e6:.1f} µs/tx"

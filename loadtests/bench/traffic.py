@@ -11,13 +11,13 @@ from loadtests.bench.plan import LAP_SECONDS, MAX_AGE_DAYS, TRAFFIC_DAYS, TRAFFI
 from loadtests.gateway import gateway_env as loadtest_gateway_env
 
 
-def load_requests() -> list[pb.ScreenRequest]:
+def load_requests(laps: int = TRAFFIC_LAPS) -> list[pb.ScreenRequest]:
     """The simulator's traffic in time order, shifted to end now (fraudscreen.replay), in
-    TRAFFIC_LAPS laps."""
+    `laps` laps (1: as simulated, for a run that needs fewer than ~350k transactions)."""
     from fraudscreen.replay import load_traffic, requests
 
     frame = load_traffic(None, days=TRAFFIC_DAYS, limit=None)
-    return in_laps([request for request, _fraud in requests(frame)], TRAFFIC_LAPS, LAP_SECONDS)
+    return in_laps([request for request, _fraud in requests(frame)], laps, LAP_SECONDS)
 
 
 def in_laps(
