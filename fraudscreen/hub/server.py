@@ -131,10 +131,11 @@ class HubServer:
             return
         self._stopping.set()
         grace = self.settings.grace_seconds if grace is None else grace
-        log.info("hub.draining", grace_seconds=grace)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._server is not None:
-            self._server.stop(grace).wait()
+        drained = None if self._server is None else self._server.stop(grace)
+        log.info("hub.draining", grace_seconds=grace)  # logged once new calls are refused
+        if drained is not None:
+            drained.wait()
         if self._stop_metrics is not None:
             self._stop_metrics()
         self.store.close()
